@@ -1,0 +1,40 @@
+"""Exploration schedules, driven by environment steps (not updates or epochs)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+from lightning_distill.errors import ConfigError
+
+
+class EpsilonSchedule(pl.Callback):
+    """Linear epsilon decay from ``start`` to ``end`` over the first ``decay_steps`` env steps,
+    then held (the distillation paper: 1.0 -> 0.1 over 1M steps).
+
+    Sets ``trainer.datamodule.epsilon``, which the data module's acting uses, before every
+    update, and logs it as ``train/epsilon``.
+    """
+
+    def __init__(self, start: float = 1.0, end: float = 0.1, decay_steps: int = 1_000_000) -> None:
+        if not (0.0 <= end <= 1.0 and 0.0 <= start <= 1.0):
+            raise ConfigError(f"epsilon start and end must be in [0, 1], got start={start}, end={end}")
+        if decay_steps < 1:
+            raise ConfigError(f"decay_steps must be >= 1, got {decay_steps}")
+        self.start, self.end, self.decay_steps = start, end, decay_steps
+
+    def value(self, env_steps: int) -> float:
+        fraction = min(env_steps / self.decay_steps, 1.0)
+        return self.start + fraction * (self.end - self.start)
+
+    def _apply(self, trainer: pl.Trainer) -> float:
+        datamodule = trainer.datamodule
+        datamodule.epsilon = self.value(datamodule.env_steps)
+        return datamodule.epsilon
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._apply(trainer)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        epsilon = self._apply(trainer)
+        if trainer.logger is not None and trainer.global_step % trainer.log_every_n_steps == 0:
+            pl_module.log("train/epsilon", epsilon, batch_size=1)

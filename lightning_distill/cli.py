@@ -1,0 +1,106 @@
+"""``python -m lightning_distill {fit,validate,play}``: a LightningCLI plus a ``play`` subcommand.
+
+``fit`` and ``validate`` are Lightning's, driven by a YAML config (``class_path`` /
+``init_args``, omegaconf interpolation). The data module's tasks are linked into the model, so
+a config names its tasks once. ``play`` needs only a checkpoint: checkpoints carry their class
+and tasks. Errors from bad input are printed as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jsonargparse import ArgumentParser
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_distill.data.base import RLDataModule
+from lightning_distill.modules.base import RLModule
+
+DEFAULT_RUN_DIR = "runs"
+
+
+def _task_dicts(datamodule: RLDataModule) -> list[dict[str, Any]]:
+    return [task.to_dict() for task in datamodule.tasks]
+
+
+class DistillCLI(LightningCLI):
+    """LightningCLI with task linking, run-directory defaults and the ``play`` subcommand."""
+
+    def __init__(self, args: Any = None, run: bool = True) -> None:
+        super().__init__(
+            RLModule,
+            RLDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_kwargs={"parser_mode": "omegaconf", "exit_on_error": True},
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": False},
+            args=args,
+            run=run,
+        )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {
+            "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+            "validate": {"model", "dataloaders", "datamodule"},
+        }
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data", "model.init_args.tasks", compute_fn=_task_dicts, apply_on="instantiate")
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        from lightning_distill.play import add_play_arguments
+
+        play_parser = ArgumentParser(description="Watch a checkpoint play: returns per episode, and a video.")
+        add_play_arguments(play_parser)
+        self._subcommand_parsers["play"] = play_parser
+        parser._subcommands_action.add_subcommand("play", play_parser, help=play_parser.description)
+
+    # ``play`` bypasses the Trainer/model/data machinery: the checkpoint carries what it needs.
+    def _parse_ckpt_path(self) -> None:
+        if self.config.get("subcommand") != "play":
+            super()._parse_ckpt_path()
+
+    def _set_seed(self) -> None:
+        if self.config.get("subcommand") != "play":
+            super()._set_seed()
+
+    def instantiate_classes(self) -> None:
+        if self.config.get("subcommand") != "play":
+            super().instantiate_classes()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        if subcommand == "play":
+            from lightning_distill.play import play_from_config
+
+            play_from_config(self.config["play"])
+            return
+        super()._run_subcommand(subcommand)
+
+
+#: A run keeps its config, metrics and checkpoints together in runs/<name>/version_<n>/.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": DEFAULT_RUN_DIR, "name": "default"},
+    },
+    "max_epochs": -1,  # the data is an endless stream: trainer.max_steps (updates) ends a run
+    "check_val_every_n_epoch": None,  # evaluate every trainer.val_check_interval updates
+    "num_sanity_val_steps": 0,
+}
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point; bad input exits with status 2 and one line on stderr."""
+    from lightning_distill.errors import one_line_errors
+
+    with one_line_errors():
+        DistillCLI(args=args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

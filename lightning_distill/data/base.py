@@ -1,0 +1,73 @@
+"""What every data module shares: the tasks, the env-step counter, training-episode statistics,
+and evaluation requests that drive the module's ``validation_step``."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections import deque
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from lightning_distill.evaluation import EvalBudget
+from lightning_distill.tasks import Task
+
+
+class RLDataModule(pl.LightningDataModule):
+    """Base of the project's data modules: one environment stream per task, owned here.
+
+    Args:
+        evaluation: the budget of each evaluation (``validate``, and during ``fit`` every
+            ``trainer.val_check_interval`` updates).
+        seed: seed of the training environments (evaluation has its own, in ``evaluation``).
+    """
+
+    def __init__(self, evaluation: EvalBudget | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.evaluation = evaluation or EvalBudget()
+        self.seed = seed
+        self.env_steps = 0  # agent steps taken in training envs, summed over envs and tasks
+        self.epsilon = 1.0  # exploration; set by callbacks.EpsilonSchedule, uniform random until then
+        self._returns: dict[str, deque[float]] = {}
+        self._new_episodes = 0
+
+    @property
+    @abstractmethod
+    def tasks(self) -> list[Task]:
+        """The tasks, in the order the module indexes them."""
+
+    def record_episodes(self, task: Task, finished: list[tuple[int, float, int]]) -> None:
+        """Keep the returns of finished training episodes (the last 100 per task)."""
+        returns = self._returns.setdefault(task.id, deque(maxlen=100))
+        returns.extend(ret for _, ret, _ in finished)
+        self._new_episodes += len(finished)
+
+    def episode_stats(self) -> dict[str, float]:
+        """Mean return over the last 100 training episodes per task, when new episodes ended."""
+        stats: dict[str, float] = {"train/env_steps": float(self.env_steps)}
+        if self._new_episodes:
+            self._new_episodes = 0
+            for task_id, returns in self._returns.items():
+                key = "train/return_100" if len(self.tasks) == 1 else f"train/{task_id}/return_100"
+                stats[key] = float(np.mean(returns))
+        return stats
+
+    def val_dataloader(self) -> DataLoader:
+        """One evaluation request per task; the module's ``validation_step`` plays it."""
+        budget = self.evaluation.as_kwargs()
+        requests = [{"task_index": i, **budget} for i in range(len(self.tasks))]
+        return DataLoader(requests, batch_size=None, collate_fn=_as_is)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps, "epsilon": self.epsilon}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.env_steps = int(state_dict["env_steps"])
+        self.epsilon = float(state_dict["epsilon"])
+
+
+def _as_is(batch: Any) -> Any:
+    """No collation: batches are built whole (TensorDicts, evaluation requests)."""
+    return batch

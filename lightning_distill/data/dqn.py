@@ -1,0 +1,118 @@
+"""Online experience for a DQN: act in the task's envs, store transitions, sample minibatches."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from lightning_distill.data.base import RLDataModule, _as_is
+from lightning_distill.errors import ConfigError
+from lightning_distill.envs import VecEnv, make_vec_env
+from lightning_distill.evaluation import EvalBudget, epsilon_greedy
+from lightning_distill.replay import make_uniform_replay
+from lightning_distill.tasks import Task
+
+
+class DQNDataModule(RLDataModule):
+    """One task's envs and a uniform replay memory, served as an endless stream of minibatches.
+
+    Every ``train_freq`` env steps (per env) one minibatch is yielded, once the memory holds
+    ``learning_starts`` transitions. The policy is the module being trained
+    (``trainer.lightning_module``), reached at every step, so acting is never stale: the
+    stream runs in the main process (``num_workers=0``).
+
+    Args:
+        task: the task to learn.
+        num_envs: parallel environments.
+        buffer_size: replay capacity in transitions (FIFO).
+        batch_size: minibatch size.
+        learning_starts: transitions to collect before the first update.
+        train_freq: env steps per env between two updates.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int = 1,
+        buffer_size: int = 100_000,
+        batch_size: int = 32,
+        learning_starts: int = 1_000,
+        train_freq: int = 1,
+        evaluation: EvalBudget | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(evaluation=evaluation, seed=seed)
+        if train_freq < 1:
+            raise ConfigError(f"train_freq must be >= 1, got {train_freq}")
+        self.task = Task.coerce(task)
+        self.num_envs = num_envs
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.learning_starts = learning_starts
+        self.train_freq = train_freq
+        self.env: VecEnv | None = None
+        self.replay = None
+        self._obs: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [self.task]
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.env is None:
+            self.env = make_vec_env(self.task, self.num_envs, seed=self.seed)
+            self.replay = make_uniform_replay(self.buffer_size, self.batch_size)
+            self._obs = self.env.reset()
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.env is not None:
+            self.env.close()
+            self.env = None
+
+    def collect(self, steps: int) -> None:
+        """Step every env ``steps`` times with the current module, epsilon-greedy, and store."""
+        from tensordict import TensorDict
+
+        module = self.trainer.lightning_module
+        policy = module.policy(0)
+        for _ in range(steps):
+            obs = torch.as_tensor(self._obs)
+            with torch.inference_mode():
+                greedy = policy(obs.to(module.device)).cpu().numpy()
+            actions = epsilon_greedy(greedy, self.epsilon, self.task.num_actions, self._rng)
+            step = self.env.step(actions)
+            self.replay.extend(TensorDict({
+                "obs": obs,
+                "action": torch.as_tensor(actions),
+                "reward": torch.as_tensor(step.reward),
+                "next_obs": torch.as_tensor(step.next_obs),
+                "terminated": torch.as_tensor(step.terminated),
+            }, batch_size=[self.num_envs]))
+            self._obs = step.obs
+            self.env_steps += self.num_envs
+            finished = self.env.episodes.pop_finished()
+            if finished:
+                self.record_episodes(self.task, finished)
+
+    def _stream(self) -> Iterator:
+        while True:
+            self.collect(self.train_freq)
+            if len(self.replay) >= max(self.learning_starts, self.batch_size):
+                yield self.replay.sample()
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
+
+
+class _Stream(IterableDataset):
+    """An endless iterable over the data module's minibatches (length is set by max_steps)."""
+
+    def __init__(self, datamodule: DQNDataModule) -> None:
+        self.datamodule = datamodule
+
+    def __iter__(self) -> Iterator:
+        return self.datamodule._stream()

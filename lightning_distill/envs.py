@@ -1,0 +1,228 @@
+"""Vectorised environment streams behind one small interface, one class per backend.
+
+``make_vec_env(task, num_envs, seed)`` returns an object with ``reset() -> obs`` and
+``step(actions) -> Step``. Actions are the task's own (local) action indices. Episodes
+reset automatically; ``Step.next_obs`` is the true successor of each transition (the
+final observation where an episode ended), ``Step.obs`` is what to act on next.
+Observations keep their compact dtype (uint8 frames and channels): the networks scale them.
+Rewards are the game's raw rewards; clipping is the learner's choice.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.tasks import ATARI_FRAME_SKIP, Task, make_gym_env
+
+
+@dataclass
+class Step:
+    obs: np.ndarray  # observation to act on next (already reset where an episode ended)
+    next_obs: np.ndarray  # successor state of this transition (the final obs where done)
+    reward: np.ndarray  # float32 [num_envs]
+    terminated: np.ndarray  # bool [num_envs]
+    truncated: np.ndarray  # bool [num_envs]
+
+
+class EpisodeTracker:
+    """Sums rewards per env and keeps the returns and lengths of finished episodes."""
+
+    def __init__(self, num_envs: int) -> None:
+        self._return = np.zeros(num_envs, dtype=np.float64)
+        self._length = np.zeros(num_envs, dtype=np.int64)
+        self.finished: list[tuple[int, float, int]] = []  # (env index, return, length)
+
+    def update(self, reward: np.ndarray, done: np.ndarray) -> None:
+        self._return += reward
+        self._length += 1
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.finished.append((int(i), float(self._return[i]), int(self._length[i])))
+            self._return[done] = 0.0
+            self._length[done] = 0
+
+    def pop_finished(self) -> list[tuple[int, float, int]]:
+        finished, self.finished = self.finished, []
+        return finished
+
+
+class VecEnv(ABC):
+    """Common bookkeeping: episode statistics and the step count."""
+
+    task: Task
+    num_envs: int
+
+    def __init__(self, task: Task, num_envs: int, seed: int) -> None:
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        self.task, self.num_envs, self.seed = task, num_envs, seed
+        self.episodes = EpisodeTracker(num_envs)
+        self.steps = 0  # agent steps summed over envs
+
+    def _record(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
+        self.steps += self.num_envs
+        self.episodes.update(reward, terminated | truncated)
+
+    @abstractmethod
+    def reset(self) -> np.ndarray:
+        """Reset every env with the stream's seed; the first observations."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> Step:
+        """Step every env with the task's own action indices."""
+
+    @abstractmethod
+    def render(self) -> np.ndarray:
+        """An RGB frame (H, W, 3) of env 0, for videos."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+
+class AtariVecEnv(VecEnv):
+    """``ale_py.AtariVectorEnv``: 84x84 grayscale, frame skip 4 with max-pooling, 4-frame
+    stack, random no-op starts, sticky actions, all in ALE's C++ threads."""
+
+    def __init__(self, task: Task, num_envs: int, seed: int, num_threads: int = 0) -> None:
+        super().__init__(task, num_envs, seed)
+        import ale_py
+
+        max_steps = task.resolved_max_episode_steps
+        self._env = ale_py.AtariVectorEnv(
+            task.rom,
+            num_envs,
+            num_threads=num_threads,
+            repeat_action_probability=task.resolved_sticky_action_prob,
+            full_action_space=task.full_action_space,
+            noop_max=task.resolved_noop_max,
+            frameskip=ATARI_FRAME_SKIP,
+            stack_num=4,
+            img_height=84,
+            img_width=84,
+            grayscale=True,
+            max_num_frames_per_episode=max_steps * ATARI_FRAME_SKIP if max_steps else 108_000,
+            reward_clipping=False,
+            episodic_life=False,
+            use_fire_reset=False,
+            autoreset_mode="SameStep",
+        )
+        self._last_obs: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self._env.reset(seed=self.seed)
+        self._last_obs = obs
+        return obs
+
+    def step(self, actions: np.ndarray) -> Step:
+        obs, reward, terminated, truncated, info = self._env.step(np.asarray(actions, dtype=np.int64))
+        reward = reward.astype(np.float32)
+        self._record(reward, terminated, truncated)
+        next_obs = obs
+        done = terminated | truncated
+        if done.any():
+            next_obs = obs.copy()
+            next_obs[done] = info["final_obs"][done]
+        self._last_obs = obs
+        return Step(obs, next_obs, reward, terminated, truncated)
+
+    def render(self) -> np.ndarray:
+        """The agent's view: the newest 84x84 frame of env 0, upscaled 4x, as RGB."""
+        frame = self._last_obs[0, -1]
+        return np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1)[..., None].repeat(3, axis=2)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class GymVecEnv(VecEnv):
+    """MinAtar and gymnasium tasks through ``gymnasium.vector.SyncVectorEnv`` (same-step reset)."""
+
+    def __init__(self, task: Task, num_envs: int, seed: int, render: bool = False) -> None:
+        super().__init__(task, num_envs, seed)
+
+        render_mode = "rgb_array" if render else None
+        if render and "DISPLAY" not in os.environ:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame (classic control) off-screen
+
+        def make(rank: int):
+            def thunk():
+                env = make_gym_env(task, render_mode=render_mode)
+                if task.resolved_noop_max:
+                    env = NoopStart(env, task.resolved_noop_max, task.noop_action)
+                return env
+
+            return thunk
+
+        self._env = gymnasium.vector.SyncVectorEnv(
+            [make(i) for i in range(num_envs)],
+            autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+        )
+        self._minatar = task.backend == "minatar"
+
+    def _convert(self, obs: np.ndarray) -> np.ndarray:
+        if self._minatar:  # (N, 10, 10, C) bool -> (N, C, 10, 10) uint8
+            return np.ascontiguousarray(obs.transpose(0, 3, 1, 2), dtype=np.uint8)
+        if obs.dtype == np.float64:  # MuJoCo: the networks compute in float32
+            return obs.astype(np.float32)
+        return obs
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self._env.reset(seed=self.seed)
+        return self._convert(obs)
+
+    def step(self, actions: np.ndarray) -> Step:
+        if self.task.discrete:
+            actions = np.asarray(actions, dtype=np.int64)
+        obs, reward, terminated, truncated, info = self._env.step(actions)
+        reward = np.asarray(reward, dtype=np.float32)
+        self._record(reward, terminated, truncated)
+        obs = self._convert(obs)
+        next_obs = obs
+        done = terminated | truncated
+        if done.any():
+            next_obs = obs.copy()
+            final = np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
+            next_obs[done] = self._convert(final)
+        return Step(obs, next_obs, reward, terminated, truncated)
+
+    def render(self) -> np.ndarray:
+        frame = np.asarray(self._env.envs[0].render())
+        if frame.dtype != np.uint8:  # MinAtar renders floats in [0, 1] on a 10x10 grid
+            frame = (frame * 255).astype(np.uint8)
+        if frame.shape[0] < 100:
+            scale = 160 // frame.shape[0] + 1
+            frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+        return frame
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class NoopStart(gymnasium.Wrapper):
+    """A random number (0..noop_max) of no-op actions after each reset, as on Atari."""
+
+    def __init__(self, env: gymnasium.Env, noop_max: int, noop_action: int) -> None:
+        super().__init__(env)
+        self.noop_max, self.noop_action = noop_max, noop_action
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):
+            obs, _, terminated, truncated, info = self.env.step(self.noop_action)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
+
+
+def make_vec_env(task: Task, num_envs: int = 1, seed: int = 0, render: bool = False) -> VecEnv:
+    """The task's vectorised env; ``render=True`` makes env 0 able to give RGB frames."""
+    if task.backend == "atari":
+        return AtariVecEnv(task, num_envs, seed)
+    return GymVecEnv(task, num_envs, seed, render=render)

@@ -1,0 +1,121 @@
+"""What every agent module shares: its tasks, greedy acting, evaluation as validation, and a
+checkpoint that ``play``, ``validate`` and the teacher loader can open without a config."""
+
+from __future__ import annotations
+
+import importlib
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_distill.errors import CheckpointError, ConfigError
+from lightning_distill.evaluation import EvalResult, Policy, evaluate
+from lightning_distill.tasks import Task
+
+CHECKPOINT_KEY = "lightning_distill"
+
+
+class RLModule(pl.LightningModule):
+    """Base of the project's LightningModules.
+
+    Args:
+        tasks: the tasks this agent acts in. Under the CLI they are linked from the data
+            module (``data.tasks``), so a config names them once, on the data side.
+    """
+
+    def __init__(self, tasks: Sequence[Task | Mapping[str, Any]] | None = None) -> None:
+        super().__init__()
+        if not tasks:
+            raise ConfigError(f"{type(self).__name__} needs at least one task (got {tasks!r})")
+        self.tasks: list[Task] = [Task.coerce(t) for t in tasks]
+        self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
+
+    def _save_task_hparams(self) -> None:
+        """Store tasks as plain dicts: checkpoints must load with ``weights_only=True``."""
+        self.hparams["tasks"] = [t.to_dict() for t in self.tasks]
+
+    @abstractmethod
+    def policy(self, task_index: int = 0) -> Policy:
+        """A callable from a batch of observations to the task's own greedy actions."""
+
+    def task_index(self, task: Task | str | None) -> int:
+        """Index of a task given by id (or Task); ``None`` means the only task."""
+        if task is None:
+            if len(self.tasks) > 1:
+                raise ConfigError(
+                    f"this agent serves {len(self.tasks)} tasks; choose one of {[t.id for t in self.tasks]}"
+                )
+            return 0
+        task_id = task.id if isinstance(task, Task) else task
+        ids = [t.id for t in self.tasks]
+        if task_id not in ids:
+            raise ConfigError(f"task {task_id!r} is not one this agent serves; valid: {ids}")
+        return ids.index(task_id)
+
+    # -- evaluation as Lightning's validation loop -------------------------------------------
+
+    def validation_step(self, request: dict[str, Any], batch_idx: int) -> None:
+        """One evaluation request (see ``RLDataModule.val_dataloader``) per task."""
+        i = int(request["task_index"])
+        task = self.tasks[i]
+        budget = {k: request[k] for k in ("episodes", "steps", "epsilon", "num_envs", "seed")}
+        result = evaluate(self.policy(i), task, device=self.device, **budget)
+        metrics = {f"eval/{task.id}/return": result.mean, f"eval/{task.id}/episodes": float(result.count)}
+        if len(self.tasks) == 1:
+            metrics["eval/return"] = result.mean
+        self.log_dict(metrics, batch_size=1, sync_dist=True)
+        self.last_evaluation[task.id] = result
+
+    def should_log(self) -> bool:
+        """True on the steps the logger writes: ``self.log`` costs ~1 ms a call, too much
+        to pay every update of a small network."""
+        trainer = self.trainer
+        return trainer.logger is not None and self.global_step % trainer.log_every_n_steps == 0
+
+    def log_episode_stats(self) -> None:
+        """Log the training episodes that ended since the last call (returns over recent episodes)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        stats = datamodule.episode_stats()
+        if stats:
+            self.log_dict(stats, batch_size=1)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint[CHECKPOINT_KEY] = {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RLModule:
+    """Any checkpoint this project writes, as its module, in eval mode, with no config needed."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {str(path)!r}")
+    meta = read_checkpoint_meta(path)
+    module_name, _, class_name = meta["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    agent = cls.load_from_checkpoint(path, map_location=map_location)
+    return agent.eval()
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The project's metadata block of a checkpoint (class and tasks), with one-line errors."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]) from None
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if meta is None:
+        raise CheckpointError(
+            f"{str(path)!r} is not a lightning_distill checkpoint (no {CHECKPOINT_KEY!r} entry); "
+            "import other formats with lightning_distill.teachers.load_teacher"
+        )
+    return meta

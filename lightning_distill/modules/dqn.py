@@ -1,0 +1,93 @@
+"""DQN (Mnih et al. 2015), the kind of teacher the distillation paper uses."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.evaluation import Policy
+from lightning_distill.modules.base import RLModule
+from lightning_distill.networks import make_q_network
+from lightning_distill.tasks import Task
+
+
+class DQN(RLModule):
+    """Q-learning with a target network, optional Double DQN, Huber loss.
+
+    The network follows the task: Nature DQN for Atari, the MinAtar DQN, an MLP for vectors.
+    Gradient clipping is the Trainer's (``trainer.gradient_clip_val``); exploration is
+    ``callbacks.EpsilonSchedule``; the replay is the data module's.
+
+    Args:
+        tasks: exactly one task (linked from ``data.task`` by the CLI).
+        lr: Adam learning rate (replace the optimiser with ``--optimizer`` if you like).
+        gamma: discount.
+        target_update_interval: updates between two copies of the online net into the target.
+        double_dqn: select the bootstrap action with the online net (van Hasselt et al. 2016).
+        huber_delta: the Huber loss's transition point.
+        clip_rewards: train on sign(reward), as Nature DQN on Atari (evaluation stays raw).
+        hidden: width of the hidden FC layer; ``None``: 512 Atari, 128 MinAtar, none for MLPs.
+        mlp_hidden: hidden widths of the MLP extractor for vector observations.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task | Mapping[str, Any]] | None = None,
+        lr: float = 1e-4,
+        gamma: float = 0.99,
+        target_update_interval: int = 1_000,
+        double_dqn: bool = True,
+        huber_delta: float = 1.0,
+        clip_rewards: bool = False,
+        hidden: int | None = None,
+        mlp_hidden: Sequence[int] = (64, 64),
+    ) -> None:
+        super().__init__(tasks)
+        if len(self.tasks) != 1:
+            raise ConfigError(f"DQN learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}")
+        self.save_hyperparameters(ignore=["tasks"])
+        self._save_task_hparams()
+        task = self.tasks[0]
+        self.q_net = make_q_network(task, hidden, tuple(mlp_hidden))
+        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values over the task's own actions."""
+        return self.q_net(obs)
+
+    def policy(self, task_index: int = 0) -> Policy:
+        return lambda obs: self.q_net(obs).argmax(dim=-1)
+
+    def td_target(self, batch: TensorDict) -> torch.Tensor:
+        """r + gamma * (1 - terminal) * Q_target(s', a*), a* by the online net for Double DQN."""
+        with torch.no_grad():
+            next_obs = batch["next_obs"]
+            next_q = self.target_net(next_obs)
+            if self.hparams.double_dqn:
+                best = self.q_net(next_obs).argmax(dim=-1, keepdim=True)
+                next_v = next_q.gather(1, best).squeeze(1)
+            else:
+                next_v = next_q.max(dim=-1).values
+            reward = batch["reward"].float()
+            if self.hparams.clip_rewards:
+                reward = reward.sign()
+            not_done = 1.0 - batch["terminated"].float()
+            return reward + self.hparams.gamma * not_done * next_v
+
+    def training_step(self, batch: TensorDict, batch_idx: int) -> torch.Tensor:
+        q = self.q_net(batch["obs"]).gather(1, batch["action"].long().unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, self.td_target(batch), beta=self.hparams.huber_delta)
+        if self.global_step % self.hparams.target_update_interval == 0:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+        if self.should_log():
+            self.log_dict({"train/loss": loss, "train/q_mean": q.mean()}, batch_size=len(q), prog_bar=True)
+            self.log_episode_stats()
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.q_net.parameters(), lr=self.hparams.lr)

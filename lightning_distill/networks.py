@@ -1,0 +1,112 @@
+"""Networks: a feature extractor per observation kind, and a Q-network head on top.
+
+- ``NatureConv``: Mnih et al. (2015) conv layers for 4x84x84 Atari stacks, 3136 features.
+- ``MinAtarConv``: Young & Tian (2019) conv layer for 10x10 MinAtar grids, 1024 features.
+- ``MLPEncoder``: two hidden layers for vector observations.
+
+A ``QNetwork`` is ``features`` followed by ``head``; distillation reuses a teacher's
+``features`` as a student's task-specific extractor, so the split is part of the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.tasks import Task
+
+
+class NatureConv(nn.Module):
+    """conv 32x8x8/4, conv 64x4x4/2, conv 64x3x3/1, ReLU each; uint8 frames scaled by 1/255."""
+
+    def __init__(self, in_channels: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.out_features = 3136
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+class MinAtarConv(nn.Module):
+    """conv 16x3x3/1 with ReLU over the C x 10 x 10 grid of 0/1 channels."""
+
+    def __init__(self, in_channels: int, grid: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+        self.out_features = 16 * (grid - 2) ** 2
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+class MLPEncoder(nn.Module):
+    """MLP for vector observations: ReLU for value networks, tanh for policies (PPO's usual)."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> None:
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), act()]
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+def make_encoder(task: Task, mlp_hidden: Sequence[int] = (64, 64), activation: str = "relu") -> nn.Module:
+    """The feature extractor that fits the task's observations."""
+    shape = task.obs_shape
+    if task.backend == "atari":
+        return NatureConv(shape[0])
+    if task.backend == "minatar":
+        return MinAtarConv(shape[0], shape[1])
+    if len(shape) == 1:
+        return MLPEncoder(shape[0], mlp_hidden, activation)
+    raise ConfigError(
+        f"no feature extractor for observations of shape {shape} (task {task.id!r}); "
+        "supported: Atari 4x84x84, MinAtar Cx10x10, flat vectors"
+    )
+
+
+def default_head_hidden(task: Task) -> int:
+    """Width of the hidden FC layer: 512 for Atari (Nature DQN), 128 for MinAtar, 0 (none) else."""
+    return {"atari": 512, "minatar": 128}.get(task.backend, 0)
+
+
+class QNetwork(nn.Module):
+    """``features`` -> [FC hidden, ReLU] -> FC num_actions: Q-values over the task's own actions."""
+
+    def __init__(self, features: nn.Module, num_actions: int, hidden: int = 512) -> None:
+        super().__init__()
+        self.features = features
+        layers: list[nn.Module] = []
+        width = features.out_features
+        if hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, num_actions))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(obs))
+
+
+def make_q_network(task: Task, hidden: int | None = None, mlp_hidden: Sequence[int] = (64, 64)) -> QNetwork:
+    """Nature DQN for Atari, the MinAtar DQN, or an MLP Q-network, by the task's backend."""
+    if not task.discrete:
+        raise ConfigError(f"a Q-network needs discrete actions; task {task.id!r} is continuous")
+    hidden = default_head_hidden(task) if hidden is None else hidden
+    return QNetwork(make_encoder(task, mlp_hidden), task.num_actions, hidden)

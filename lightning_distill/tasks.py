@@ -1,0 +1,307 @@
+"""One notion of a task: what to make, what it observes, and how its actions map into a union space.
+
+A task id names the backend:
+
+- ``ALE/<Game>`` (``-v5`` suffix accepted): Atari through ``ale_py``'s vectorised env.
+  The union action space is the 18 ALE actions; with the minimal action set each local
+  action maps to its ALE index, so FIRE is union index 1 in every game.
+- ``MinAtar/<Game>`` (``-v0`` accepted): MinAtar, all 6 actions, which are the union.
+- anything else: a registered gymnasium id (``CartPole-v1``, ``Reacher-v5``, ...).
+
+Imports of ``ale_py``, ``minatar`` and ``gymnasium`` happen on first use so that
+``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from lightning_distill.errors import ConfigError
+
+ATARI_UNION_SIZE = 18
+MINATAR_UNION_SIZE = 6
+ATARI_OBS_SHAPE = (4, 84, 84)
+ATARI_FRAME_SKIP = 4
+
+#: The 10 games of Yin & Pan (2017), as ALE task ids.
+PAPER_ATARI_GAMES = (
+    "BeamRider", "Breakout", "Enduro", "Freeway", "MsPacman",
+    "Pong", "Qbert", "Seaquest", "SpaceInvaders", "Riverraid",
+)
+MINATAR_GAMES = {
+    "Asterix": "asterix",
+    "Breakout": "breakout",
+    "Freeway": "freeway",
+    "Seaquest": "seaquest",
+    "SpaceInvaders": "space_invaders",
+}
+
+
+class TaskError(ConfigError):
+    """A task id or option that cannot be made; the message is one line for the user."""
+
+
+def _camel_to_snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@functools.lru_cache(maxsize=None)
+def atari_games() -> dict[str, str]:
+    """ALE game names (CamelCase, as in ``ALE/<Game>``) to ROM ids, for every ROM ``ale_py`` ships."""
+    from ale_py import roms
+
+    rom_ids = roms.get_all_rom_ids()
+    return {"".join(part.title() for part in rom.split("_")): rom for rom in rom_ids}
+
+
+@functools.lru_cache(maxsize=None)
+def atari_minimal_action_set(rom: str) -> tuple[int, ...]:
+    """The game's minimal action set as ALE action indices (0..17), read from the ROM."""
+    from ale_py import ALEInterface, LoggerMode, roms
+
+    ALEInterface.setLoggerMode(LoggerMode.Error)
+    ale = ALEInterface()
+    ale.loadROM(roms.get_rom_path(rom))
+    return tuple(int(a.value) for a in ale.getMinimalActionSet())
+
+
+def _strip_version(name: str) -> str:
+    return re.sub(r"-v\d+$", "", name)
+
+
+def _unknown(task_id: str, valid: list[str], hint: str) -> TaskError:
+    close = difflib.get_close_matches(task_id, valid, n=3, cutoff=0.6)
+    did_you_mean = f" Did you mean {', '.join(close)}?" if close else ""
+    return TaskError(f"unknown task {task_id!r}.{did_you_mean} Valid: {hint}")
+
+
+def _gym_ids() -> list[str]:
+    import gymnasium
+
+    return sorted(i for i in gymnasium.registry if not i.startswith(("ALE/", "MinAtar/")))
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task the project can train, distil or evaluate on.
+
+    Args:
+        id: ``ALE/<Game>``, ``MinAtar/<Game>`` or a gymnasium id.
+        noop_max: random number (0..noop_max) of no-op actions at the start of each episode.
+            ``None`` takes the backend's default: 30 for Atari (the evaluation protocol of the
+            paper), 0 elsewhere. Only backends with a no-op action accept a positive value.
+        sticky_action_prob: probability that the previous action repeats. ``None``: 0.0 for
+            Atari (the paper's deterministic ALE with no-op starts), 0.1 for MinAtar (its own
+            default); gymnasium tasks have none.
+        full_action_space: Atari only: act over all 18 ALE actions instead of the minimal set.
+        max_episode_steps: truncate episodes after this many agent steps. ``None``: 27,000 for
+            Atari (108k frames), the gymnasium registry's value elsewhere.
+        env_kwargs: extra keyword arguments for ``gymnasium.make`` (gymnasium tasks only).
+    """
+
+    id: str
+    noop_max: int | None = None
+    sticky_action_prob: float | None = None
+    full_action_space: bool = False
+    max_episode_steps: int | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.backend  # noqa: B018 - validates the id now, with a one-line error
+        if self.noop_max is not None and self.noop_max < 0:
+            raise TaskError(f"noop_max must be >= 0, got {self.noop_max} for task {self.id!r}")
+        if self.noop_max and self.noop_action is None:
+            raise TaskError(f"task {self.id!r} has no no-op action; set noop_max: 0 (got {self.noop_max})")
+        if self.sticky_action_prob is not None and not 0.0 <= self.sticky_action_prob < 1.0:
+            raise TaskError(f"sticky_action_prob must be in [0, 1), got {self.sticky_action_prob}")
+        if self.sticky_action_prob and self.backend == "gym":
+            raise TaskError(f"task {self.id!r} is a gymnasium task: sticky_action_prob is for ALE/ and MinAtar/ tasks")
+        if self.full_action_space and self.backend != "atari":
+            raise TaskError(f"full_action_space is for ALE/ tasks only, not {self.id!r}")
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def coerce(cls, task: "Task | Mapping[str, Any] | str") -> "Task":
+        """A Task from a Task, a config dict (as stored in checkpoints) or a bare id."""
+        if isinstance(task, Task):
+            return task
+        if isinstance(task, str):
+            return cls(task)
+        if isinstance(task, Mapping):
+            unknown = set(task) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise TaskError(
+                    f"unknown task option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
+                )
+            return cls(**task)
+        raise TaskError(f"cannot make a task from {task!r}; give an id string or a mapping with 'id'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, safe for ``torch.load(weights_only=True)`` and YAML."""
+        return asdict(self)
+
+    # -- what the backend is --------------------------------------------------------------
+
+    @functools.cached_property
+    def backend(self) -> str:
+        if self.id.startswith("ALE/"):
+            if self.game not in atari_games():
+                raise _unknown(self.id, [f"ALE/{g}" for g in atari_games()],
+                               f"ALE/<Game> for the ROMs ale-py ships, e.g. "
+                               f"{', '.join('ALE/' + g for g in PAPER_ATARI_GAMES)}")
+            return "atari"
+        if self.id.startswith("MinAtar/"):
+            if self.game not in MINATAR_GAMES or self.id.endswith("-v1"):
+                raise _unknown(self.id, [f"MinAtar/{g}" for g in MINATAR_GAMES],
+                               ", ".join(f"MinAtar/{g}" for g in MINATAR_GAMES) + " (all 6 actions)")
+            return "minatar"
+        import gymnasium
+
+        if self.id not in gymnasium.registry:
+            ids = _gym_ids()
+            raise _unknown(self.id, ids, "ALE/<Game>, MinAtar/<Game>, or a gymnasium id such as "
+                                         "CartPole-v1, Acrobot-v1, Reacher-v5")
+        return "gym"
+
+    @property
+    def game(self) -> str:
+        """The game name without backend prefix and version, e.g. ``Breakout``."""
+        return _strip_version(self.id.split("/", 1)[-1])
+
+    @property
+    def rom(self) -> str:
+        return atari_games()[self.game]
+
+    # -- observation ----------------------------------------------------------------------
+
+    @functools.cached_property
+    def _gym_probe(self) -> tuple[tuple[int, ...], str, Any]:
+        """(obs shape, obs dtype, action space) of a gymnasium env, made once and closed."""
+        env = make_gym_env(self)
+        try:
+            space = env.observation_space
+            shape = tuple(space.shape)
+            dtype = str(space.dtype)
+            if self.backend == "minatar":  # channels first, stored as uint8 0/1
+                shape = (shape[2], shape[0], shape[1])
+                dtype = "uint8"
+            elif dtype == "float64":  # converted by the env layer: the networks compute in float32
+                dtype = "float32"
+            return shape, dtype, env.action_space
+        finally:
+            env.close()
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        if self.backend == "atari":
+            return ATARI_OBS_SHAPE
+        return self._gym_probe[0]
+
+    @property
+    def obs_dtype(self) -> str:
+        """``uint8`` for Atari frames and MinAtar channels, the env's dtype otherwise."""
+        if self.backend == "atari":
+            return "uint8"
+        return self._gym_probe[1]
+
+    # -- actions --------------------------------------------------------------------------
+
+    @property
+    def discrete(self) -> bool:
+        if self.backend != "gym":
+            return True
+        import gymnasium
+
+        return isinstance(self._gym_probe[2], gymnasium.spaces.Discrete)
+
+    @functools.cached_property
+    def action_map(self) -> tuple[int, ...]:
+        """Union index of each of the task's own actions (``A_i -> {0..union_size-1}``)."""
+        if self.backend == "atari":
+            if self.full_action_space:
+                return tuple(range(ATARI_UNION_SIZE))
+            return atari_minimal_action_set(self.rom)
+        if self.backend == "minatar":
+            return tuple(range(MINATAR_UNION_SIZE))
+        if not self.discrete:
+            raise TaskError(f"task {self.id!r} has continuous actions: it has no action map")
+        return tuple(range(int(self._gym_probe[2].n)))
+
+    @property
+    def num_actions(self) -> int:
+        """Discrete: the number of the task's own actions. Continuous: the action dimension."""
+        if self.discrete:
+            return len(self.action_map)
+        return int(self._gym_probe[2].shape[0])
+
+    @property
+    def union_size(self) -> int:
+        """Size of the union action space this task's actions map into."""
+        return {"atari": ATARI_UNION_SIZE, "minatar": MINATAR_UNION_SIZE}.get(self.backend, self.num_actions)
+
+    @property
+    def action_bounds(self) -> tuple[list[float], list[float]]:
+        """(low, high) of a continuous action space."""
+        space = self._gym_probe[2]
+        return space.low.tolist(), space.high.tolist()
+
+    @property
+    def noop_action(self) -> int | None:
+        """Local index of the no-op action, or ``None`` when the task has none."""
+        if self.backend in ("atari", "minatar"):
+            return 0  # NOOP is the first action of every ALE action set and of MinAtar
+        return None
+
+    # -- resolved options -----------------------------------------------------------------
+
+    @property
+    def resolved_noop_max(self) -> int:
+        if self.noop_max is not None:
+            return self.noop_max
+        return 30 if self.backend == "atari" else 0
+
+    @property
+    def resolved_sticky_action_prob(self) -> float:
+        if self.sticky_action_prob is not None:
+            return self.sticky_action_prob
+        return {"atari": 0.0, "minatar": 0.1}.get(self.backend, 0.0)
+
+    @property
+    def resolved_max_episode_steps(self) -> int | None:
+        if self.max_episode_steps is not None:
+            return self.max_episode_steps
+        if self.backend == "atari":
+            return 108_000 // ATARI_FRAME_SKIP
+        return None
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def make_gym_env(task: Task, render_mode: str | None = None):
+    """One gymnasium env for a MinAtar or gymnasium task, with the task's options applied."""
+    import gymnasium
+
+    kwargs: dict[str, Any] = dict(task.env_kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    if task.backend == "minatar":
+        import minatar.gym
+
+        if "MinAtar/Breakout-v0" not in gymnasium.registry:
+            minatar.gym.register_envs()
+        kwargs["sticky_action_prob"] = task.resolved_sticky_action_prob
+        env_id = f"MinAtar/{task.game}-v0"
+    else:
+        env_id = task.id
+    if task.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = task.max_episode_steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MinAtar v0 "out of date" notice: v0 is the 6-action set we want
+        return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
