@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,9 @@ from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
 from lightning_distill.networks import make_q_network
 from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:
+    from lightning_distill.teachers import Teacher
 
 
 class DQN(RLModule):
@@ -62,6 +65,12 @@ class DQN(RLModule):
 
     def policy(self, task_index: int = 0) -> Policy:
         return lambda obs: self.q_net(obs).argmax(dim=-1)
+
+    def as_teacher(self) -> "Teacher":
+        """This agent's Q-network, frozen, as a distillation teacher."""
+        from lightning_distill.teachers import Teacher
+
+        return Teacher(copy.deepcopy(self.q_net), self.tasks[0])
 
     def td_target(self, batch: TensorDict) -> torch.Tensor:
         """r + gamma * (1 - terminal) * Q_target(s', a*), a* by the online net for Double DQN."""
