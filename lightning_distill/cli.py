@@ -18,6 +18,8 @@ from lightning_distill.data.base import RLDataModule
 from lightning_distill.modules.base import RLModule
 
 DEFAULT_RUN_DIR = "runs"
+#: omegaconf: ${...} interpolation in configs; errors raised (not printed) so main() can make them one line
+PARSER_KWARGS = {"parser_mode": "omegaconf", "exit_on_error": False}
 
 
 def _task_dicts(datamodule: RLDataModule) -> list[dict[str, Any]]:
@@ -33,7 +35,7 @@ class DistillCLI(LightningCLI):
             RLDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            parser_kwargs={"parser_mode": "omegaconf", "exit_on_error": True},
+            parser_kwargs={name: dict(PARSER_KWARGS) for name in self.subcommands()} | PARSER_KWARGS,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": False},
             args=args,
@@ -54,7 +56,8 @@ class DistillCLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         from lightning_distill.play import add_play_arguments
 
-        play_parser = ArgumentParser(description="Watch a checkpoint play: returns per episode, and a video.")
+        play_parser = ArgumentParser(description="Watch a checkpoint play: returns per episode, and a video.",
+                                     **PARSER_KWARGS)
         add_play_arguments(play_parser)
         self._subcommand_parsers["play"] = play_parser
         parser._subcommands_action.add_subcommand("play", play_parser, help=play_parser.description)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from typing import Iterator
 
@@ -15,11 +16,47 @@ class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable, or does not fit the task it is used for."""
 
 
+def _config_error_in(exc: BaseException) -> ConfigError | None:
+    """The ConfigError that caused ``exc`` (jsonargparse wraps errors raised while parsing)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value",
+          "Not a valid subclass of", "Subclass types expect one of")
+
+
+def summarize_parser_error(message: str) -> str:
+    """jsonargparse's multi-line report of a bad config as one line: where, and what is wrong."""
+    parts = []
+    for line in message.splitlines():
+        line = line.strip().lstrip("- ").strip()
+        if not line or line.startswith(_NOISE):
+            continue
+        line = re.sub(r'^Parser key "([^"]+)":', r"\1:", line)
+        parts.append(line)
+    return " ".join(parts)
+
+
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn ConfigError into ``error: <message>`` on stderr and exit status 2."""
+    """Print bad-input errors as ``error: <one line>`` on stderr and exit with status 2."""
+    from jsonargparse import ArgumentError
+
     try:
         yield
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - re-raised below unless it is bad input
+        cause = _config_error_in(exc)
+        if cause is not None:
+            text = str(cause)
+        elif isinstance(exc, ArgumentError):
+            text = summarize_parser_error(str(exc))
+        else:
+            raise
+        print(f"error: {text}", file=sys.stderr)
         raise SystemExit(2) from None
