@@ -1,0 +1,38 @@
+"""Shared fixtures: one CartPole DQN teacher trained once per session through the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> None:
+    """``python -m lightning_distill ...`` in-process (a subprocess would pay ~8 s of imports)."""
+    from lightning_distill.cli import main
+
+    main(list(args))
+
+
+@pytest.fixture(scope="session")
+def cartpole_run(tmp_path_factory) -> Path:
+    """Train the shipped CartPole teacher config (fixed seed) and return its run directory."""
+    root = tmp_path_factory.mktemp("runs")
+    run_cli(
+        "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
+        "--trainer.logger.init_args.save_dir", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    )
+    (run_dir,) = (root / "teacher_cartpole").iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def cartpole_best_ckpt(cartpole_run: Path) -> Path:
+    (best,) = (cartpole_run / "checkpoints").glob("best-*.ckpt")
+    return best

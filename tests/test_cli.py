@@ -1,0 +1,124 @@
+"""The command line: help stays light, configs parse and link, runs keep their config, errors
+are one line, validate and play work on a checkpoint made in the tests."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+
+TEACHER_CONFIGS = sorted((REPO / "configs" / "teacher").glob("*.yaml"))
+
+
+def test_help_does_not_import_torchrl_wandb_or_mujoco():
+    code = (
+        "import sys\n"
+        "from lightning_distill.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchrl', 'wandb', 'mujoco'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "fit" in out and "validate" in out and "play" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("config", TEACHER_CONFIGS, ids=lambda p: p.stem)
+def test_every_teacher_config_parses_and_links_its_task_into_the_model(config, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", "--config", str(config), "--print_config")
+    assert info.value.code in (None, 0)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "lightning_distill.modules.DQN"
+    assert "tasks" not in printed["model"].get("init_args", {})  # linked at instantiation, not typed twice
+    assert printed["data"]["init_args"]["task"]["id"]
+
+
+def test_omegaconf_interpolation_resolves_in_configs(tmp_path, capsys):
+    config = tmp_path / "interp.yaml"
+    text = yaml.safe_load((REPO / "configs/teacher/cartpole.yaml").read_text())
+    text["trainer"]["val_check_interval"] = "${trainer.max_steps}"
+    config.write_text(yaml.safe_dump(text))
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(config), "--print_config")
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["val_check_interval"] == 6000
+
+
+def _one_line_error(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as info:
+        run_cli(*args, "--seed_everything", "false")  # no seed log line: stderr holds only the error
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "usage:" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_misspelt_config_key_is_one_line_naming_it(capsys):
+    line = _one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
+                           "--model.init_args.lrr", "0.1")
+    assert "'lrr'" in line and "DQN" in line
+
+
+def test_unknown_game_is_one_line_listing_valid_names(capsys):
+    line = _one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/minatar_breakout.yaml"),
+                           "--data.init_args.task.id", "MinAtar/Pong")
+    assert "'MinAtar/Pong'" in line and "MinAtar/Breakout" in line and "MinAtar/Seaquest" in line
+
+
+def test_missing_checkpoint_is_one_line_naming_the_path(capsys, tmp_path):
+    missing = tmp_path / "nope.ckpt"
+    line = _one_line_error(capsys, "play", "--ckpt_path", str(missing))
+    assert str(missing) in line and "not found" in line
+
+
+def test_play_writes_video_and_prints_each_return(cartpole_best_ckpt, tmp_path, capsys):
+    video = tmp_path / "cartpole.gif"
+    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "2", "--video", str(video))
+    out = capsys.readouterr().out
+    assert "episode 1: return" in out and "episode 2: return" in out and "mean return over 2 episodes" in out
+    assert video.stat().st_size > 10_000
+
+
+def test_play_accepts_the_saved_fit_config_and_writes_mp4(cartpole_run, cartpole_best_ckpt, tmp_path):
+    video = tmp_path / "cartpole.mp4"
+    run_cli("play", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
+            "--episodes", "1", "--epsilon", "0.0", "--video", str(video))
+    assert video.stat().st_size > 1_000
+
+
+def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpole_best_ckpt, tmp_path, capsys):
+    run_cli("validate", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
+            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+    out = capsys.readouterr().out
+    assert "eval/CartPole-v1/return" in out and "eval/CartPole-v1/episodes" in out
+
+
+@pytest.mark.parametrize("config,overrides", [
+    ("minatar_breakout.yaml", ["--data.init_args.learning_starts", "100"]),
+    ("atari_pong.yaml", ["--data.init_args.learning_starts", "100", "--data.init_args.buffer_size", "1000",
+                         "--data.init_args.evaluation.steps", "200"]),
+])
+def test_minatar_and_atari_teacher_configs_train_a_few_hundred_steps(config, overrides, tmp_path):
+    run_cli("fit", "--config", str(REPO / "configs/teacher" / config), *overrides,
+            "--trainer.max_steps", "200", "--trainer.val_check_interval", "200",
+            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false")
+    (run_dir,) = next(tmp_path.iterdir()).iterdir()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "eval/return" in (run_dir / "metrics.csv").read_text()
+
+
+def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path):
+    for _ in range(2):
+        run_cli("fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
+                "--trainer.max_steps", "50", "--data.init_args.learning_starts", "64",
+                "--trainer.val_check_interval", "50", "--data.init_args.evaluation.episodes", "1",
+                "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                "--trainer.enable_model_summary", "false")
+    runs = sorted((tmp_path / "teacher_cartpole").iterdir())
+    assert [r.name for r in runs] == ["version_0", "version_1"]
+    assert all((r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs)
