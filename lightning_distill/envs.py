@@ -24,10 +24,20 @@ from lightning_distill.tasks import ATARI_FRAME_SKIP, Task, make_gym_env
 @dataclass
 class Step:
     obs: np.ndarray  # observation to act on next (already reset where an episode ended)
-    next_obs: np.ndarray  # successor state of this transition (the final obs where done)
     reward: np.ndarray  # float32 [num_envs]
     terminated: np.ndarray  # bool [num_envs]
     truncated: np.ndarray  # bool [num_envs]
+    final_obs: np.ndarray | None = None  # [num_done, ...] last observations of ended episodes
+
+    @property
+    def next_obs(self) -> np.ndarray:
+        """Successor state of each transition: ``obs``, with the final observation where an
+        episode ended. Built on demand, so acting-only loops (evaluation) never copy frames."""
+        if self.final_obs is None:
+            return self.obs
+        next_obs = self.obs.copy()
+        next_obs[self.terminated | self.truncated] = self.final_obs
+        return next_obs
 
 
 class EpisodeTracker:
@@ -65,9 +75,12 @@ class VecEnv(ABC):
         self.episodes = EpisodeTracker(num_envs)
         self.steps = 0  # agent steps summed over envs
 
-    def _record(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
+    def _record(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        """Count the step and track episodes; returns which envs finished an episode."""
         self.steps += self.num_envs
-        self.episodes.update(reward, terminated | truncated)
+        done = terminated | truncated
+        self.episodes.update(reward, done)
+        return done
 
     @abstractmethod
     def reset(self) -> np.ndarray:
@@ -123,14 +136,9 @@ class AtariVecEnv(VecEnv):
     def step(self, actions: np.ndarray) -> Step:
         obs, reward, terminated, truncated, info = self._env.step(np.asarray(actions, dtype=np.int64))
         reward = reward.astype(np.float32)
-        self._record(reward, terminated, truncated)
-        next_obs = obs
-        done = terminated | truncated
-        if done.any():
-            next_obs = obs.copy()
-            next_obs[done] = info["final_obs"][done]
+        done = self._record(reward, terminated, truncated)
         self._last_obs = obs
-        return Step(obs, next_obs, reward, terminated, truncated)
+        return Step(obs, reward, terminated, truncated, info["final_obs"][done] if done.any() else None)
 
     def render(self) -> np.ndarray:
         """The agent's view: the newest 84x84 frame of env 0, upscaled 4x, as RGB."""
@@ -182,15 +190,11 @@ class GymVecEnv(VecEnv):
             actions = np.asarray(actions, dtype=np.int64)
         obs, reward, terminated, truncated, info = self._env.step(actions)
         reward = np.asarray(reward, dtype=np.float32)
-        self._record(reward, terminated, truncated)
-        obs = self._convert(obs)
-        next_obs = obs
-        done = terminated | truncated
+        done = self._record(reward, terminated, truncated)
+        final = None
         if done.any():
-            next_obs = obs.copy()
-            final = np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
-            next_obs[done] = self._convert(final)
-        return Step(obs, next_obs, reward, terminated, truncated)
+            final = self._convert(np.stack([info["final_obs"][i] for i in np.flatnonzero(done)]))
+        return Step(self._convert(obs), reward, terminated, truncated, final)
 
     def render(self) -> np.ndarray:
         frame = np.asarray(self._env.envs[0].render())
