@@ -46,10 +46,6 @@ class TaskError(ConfigError):
     """A task id or option that cannot be made; the message is one line for the user."""
 
 
-def _camel_to_snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 @functools.lru_cache(maxsize=None)
 def atari_games() -> dict[str, str]:
     """ALE game names (CamelCase, as in ``ALE/<Game>``) to ROM ids, for every ROM ``ale_py`` ships."""
@@ -244,12 +240,6 @@ class Task:
     def union_size(self) -> int:
         """Size of the union action space this task's actions map into."""
         return {"atari": ATARI_UNION_SIZE, "minatar": MINATAR_UNION_SIZE}.get(self.backend, self.num_actions)
-
-    @property
-    def action_bounds(self) -> tuple[list[float], list[float]]:
-        """(low, high) of a continuous action space."""
-        space = self._gym_probe[2]
-        return space.low.tolist(), space.high.tolist()
 
     @property
     def noop_action(self) -> int | None:
