@@ -12,7 +12,7 @@ class EpsilonSchedule(pl.Callback):
     then held (the distillation paper: 1.0 -> 0.1 over 1M steps).
 
     Sets ``trainer.datamodule.epsilon``, which the data module's acting uses, before every
-    update, and logs it as ``train/epsilon``.
+    update, and logs it as ``train/epsilon`` (for the project's ``RLModule`` agents).
     """
 
     def __init__(self, start: float = 1.0, end: float = 0.1, decay_steps: int = 1_000_000) -> None:
@@ -36,5 +36,5 @@ class EpsilonSchedule(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         epsilon = self._apply(trainer)
-        if trainer.logger is not None and trainer.global_step % trainer.log_every_n_steps == 0:
+        if pl_module.should_log():
             pl_module.log("train/epsilon", epsilon, batch_size=1)

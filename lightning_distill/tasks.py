@@ -33,13 +33,7 @@ PAPER_ATARI_GAMES = (
     "BeamRider", "Breakout", "Enduro", "Freeway", "MsPacman",
     "Pong", "Qbert", "Seaquest", "SpaceInvaders", "Riverraid",
 )
-MINATAR_GAMES = {
-    "Asterix": "asterix",
-    "Breakout": "breakout",
-    "Freeway": "freeway",
-    "Seaquest": "seaquest",
-    "SpaceInvaders": "space_invaders",
-}
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 
 
 class TaskError(ConfigError):

@@ -3,8 +3,6 @@ are one line, validate and play work on a checkpoint made in the tests."""
 
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
