@@ -1,5 +1,6 @@
 """Lightning callbacks of lightning_distill (installed as the top-level package ``callbacks``)."""
 
 from callbacks.exploration import EpsilonSchedule
+from callbacks.teacher_score import TeacherComparison
 
-__all__ = ["EpsilonSchedule"]
+__all__ = ["EpsilonSchedule", "TeacherComparison"]

@@ -66,9 +66,15 @@ class MLPEncoder(nn.Module):
         return self.net(obs.float())
 
 
-def make_encoder(task: Task, mlp_hidden: Sequence[int] = (64, 64), activation: str = "relu") -> nn.Module:
-    """The feature extractor that fits the task's observations."""
-    shape = task.obs_shape
+def make_encoder(
+    task: Task,
+    mlp_hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    obs_shape: Sequence[int] | None = None,
+) -> nn.Module:
+    """The feature extractor that fits the task's observations (or ``obs_shape`` of the same
+    kind: a shared extractor over inputs zero-padded to the widest task)."""
+    shape = tuple(task.obs_shape if obs_shape is None else obs_shape)
     if task.backend == "atari":
         return NatureConv(shape[0])
     if task.backend == "minatar":

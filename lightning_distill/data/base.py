@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import deque
-from typing import Any
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.tasks import Task
@@ -66,6 +66,17 @@ class RLDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
         self.epsilon = float(state_dict["epsilon"])
+
+
+class Stream(IterableDataset):
+    """An endless iterable over a data module's ``_stream()`` of training batches (a run's
+    length is ``trainer.max_steps``). It runs in the main process: acting needs the live module."""
+
+    def __init__(self, datamodule: RLDataModule) -> None:
+        self.datamodule = datamodule
+
+    def __iter__(self) -> Iterator:
+        return self.datamodule._stream()
 
 
 def _as_is(batch: Any) -> Any:

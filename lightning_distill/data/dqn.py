@@ -6,9 +6,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from lightning_distill.data.base import RLDataModule, _as_is
+from lightning_distill.data.base import RLDataModule, Stream, _as_is
 from lightning_distill.errors import ConfigError
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
@@ -105,14 +105,5 @@ class DQNDataModule(RLDataModule):
                 yield self.replay.sample()
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
+        return DataLoader(Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
 
-
-class _Stream(IterableDataset):
-    """An endless iterable over the data module's minibatches (length is set by max_steps)."""
-
-    def __init__(self, datamodule: DQNDataModule) -> None:
-        self.datamodule = datamodule
-
-    def __iter__(self) -> Iterator:
-        return self.datamodule._stream()

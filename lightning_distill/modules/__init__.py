@@ -1,6 +1,7 @@
 """LightningModules: the agents (networks, losses, optimisers)."""
 
 from lightning_distill.modules.base import RLModule, load_agent
+from lightning_distill.modules.distill import Distillation
 from lightning_distill.modules.dqn import DQN
 
-__all__ = ["RLModule", "DQN", "load_agent"]
+__all__ = ["RLModule", "DQN", "Distillation", "load_agent"]

@@ -1,0 +1,148 @@
+"""Experience for multi-task distillation (spec section 5): the student acts, the teacher labels.
+
+Every task has its own envs and replay memory. The student acts epsilon-greedy over the
+task's actions; each experience is stored with the teacher's Q-vector ``q_T`` and state value
+``V(s) = max_a Q_T(s, a)``, computed once, at insertion. Every ``train_freq`` steps of every
+task, one minibatch per task is sampled and the list of them is one training batch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_distill.data.base import RLDataModule, Stream, _as_is
+from lightning_distill.errors import ConfigError
+from lightning_distill.evaluation import EvalBudget, epsilon_greedy
+from lightning_distill.replay import Replay, UniformReplay
+from lightning_distill.replay.memory import TaskMemory
+from lightning_distill.tasks import Task
+
+
+class DistillDataModule(RLDataModule):
+    """Tasks, their teachers, their envs and replay memories, as an endless stream of batches.
+
+    Args:
+        tasks: the tasks to distil, in the order the student indexes them.
+        teachers: one teacher per task, in the same order: a checkpoint of this project,
+            ``bundled:<name>`` (see ``lightning_distill.teachers.bundled_teachers``), a
+            Stable-Baselines3 ``.zip`` or a CleanRL ``.cleanrl_model``.
+        replay: the replay kind (``class_path``), one memory per task. Default: uniform, 500k.
+        num_envs: envs per task.
+        batch_size: minibatch size per task (the paper: 32).
+        learning_starts: experiences per task before the first update.
+        train_freq: env steps per task (per env) between two updates (the paper: 4).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        teachers: Sequence[str],
+        replay: Replay | None = None,
+        num_envs: int = 1,
+        batch_size: int = 32,
+        learning_starts: int = 10_000,
+        train_freq: int = 4,
+        evaluation: EvalBudget | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(evaluation=evaluation, seed=seed)
+        self._tasks = [Task.coerce(t) for t in tasks]
+        if not self._tasks:
+            raise ConfigError("data.tasks is empty: give at least one task to distil")
+        if len(teachers) != len(self._tasks):
+            raise ConfigError(
+                f"data.teachers has {len(teachers)} entries for {len(self._tasks)} tasks "
+                f"{[t.id for t in self._tasks]}: give one teacher per task, in the same order"
+            )
+        if train_freq < 1 or num_envs < 1 or batch_size < 1:
+            raise ConfigError(f"train_freq, num_envs and batch_size must be >= 1, got {train_freq}, {num_envs}, {batch_size}")
+        self.teacher_refs = [str(t) for t in teachers]
+        self.replay = replay or UniformReplay()
+        self.num_envs = num_envs
+        self.batch_size = batch_size
+        self.learning_starts = learning_starts
+        self.train_freq = train_freq
+        self.teachers: list | None = None
+        self.envs: list | None = None
+        self.memories: list[TaskMemory] = []
+        self._obs: list[np.ndarray] = []
+        self._new_episode: list[np.ndarray] = []
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return self._tasks
+
+    def load_teachers(self) -> list:
+        """The frozen teachers, loaded once (also used by the module and the callbacks)."""
+        if self.teachers is None:
+            from lightning_distill.teachers import load_teacher
+
+            self.teachers = [load_teacher(ref, task) for ref, task in zip(self.teacher_refs, self._tasks)]
+        return self.teachers
+
+    def setup(self, stage: str) -> None:
+        self.load_teachers()
+        if stage == "fit" and self.envs is None:
+            from lightning_distill.envs import make_vec_env
+
+            self.envs = [make_vec_env(t, self.num_envs, seed=self.seed + 1000 * i) for i, t in enumerate(self._tasks)]
+            self.memories = [
+                TaskMemory(self.replay, task, teacher, self.batch_size, self.num_envs)
+                for task, teacher in zip(self._tasks, self.teachers)
+            ]
+            self._obs = [env.reset() for env in self.envs]
+            self._new_episode = [np.ones(self.num_envs, dtype=bool) for _ in self.envs]
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.envs is not None:
+            for env in self.envs:
+                env.close()
+            self.envs = None
+
+    @torch.inference_mode()
+    def collect(self, steps: int) -> None:
+        """Step every task's envs ``steps`` times with the student, storing each experience
+        with the teacher's ``q_T`` and ``V``."""
+        module = self.trainer.lightning_module
+        device = module.device
+        if next(self.teachers[0].parameters()).device != device:
+            self.teachers = [teacher.to(device) for teacher in self.teachers]
+        for _ in range(steps):
+            for i, (task, env, teacher, memory) in enumerate(zip(self._tasks, self.envs, self.teachers, self.memories)):
+                obs = self._obs[i]
+                obs_t = torch.as_tensor(obs, device=device)
+                greedy = module.policy(i)(obs_t).cpu().numpy()
+                actions = epsilon_greedy(greedy, self.epsilon, task.num_actions, self._rng)
+                q_teacher = teacher.q_values(obs_t)
+                memory.add(obs, q_teacher, q_teacher.max(dim=-1).values, self._new_episode[i])
+                step = env.step(actions)
+                self._obs[i] = step.obs
+                self._new_episode[i] = step.terminated | step.truncated
+                finished = env.episodes.pop_finished()
+                if finished:
+                    self.record_episodes(task, finished)
+            self.env_steps += self.num_envs * len(self._tasks)
+
+    def ready(self) -> bool:
+        return all(len(m) >= max(self.learning_starts, 1) for m in self.memories)
+
+    def sample(self) -> list:
+        """One minibatch per task (TensorDicts with obs, q_teacher, value, index, weight)."""
+        return [memory.sample() for memory in self.memories]
+
+    def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None:
+        self.memories[task_index].update_priority(index, priority)
+
+    def _stream(self) -> Iterator:
+        while True:
+            self.collect(self.train_freq)
+            if self.ready():
+                yield self.sample()
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)

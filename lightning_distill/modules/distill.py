@@ -1,0 +1,126 @@
+"""Multi-task policy distillation (Yin & Pan 2017; spec sections 3-5): one student, many teachers.
+
+A training batch is a list with one minibatch per task (from ``DistillDataModule``). The loss
+is the sum over tasks of each task's weighted distillation loss; after the forward pass the
+sampled experiences' priorities ``|delta|`` go back to the task's replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from tensordict import TensorDict
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.evaluation import Policy
+from lightning_distill.losses import LOSSES, distillation_loss
+from lightning_distill.modules.base import RLModule
+from lightning_distill.students import make_student
+from lightning_distill.tasks import Task
+
+
+class Distillation(RLModule):
+    """The multi-task student, trained on teacher outputs stored in replay.
+
+    Args:
+        tasks: the tasks (linked from ``data.tasks`` by the CLI).
+        architecture: ``proposed`` (per-task extractors + shared FC), ``dist`` or ``amn``.
+        hidden: widths of the FC layers after the features; ``None`` is the paper's:
+            proposed [1028, 512] shared, dist [512] per task, amn [512] shared.
+        mlp_hidden: hidden widths of MLP extractors (vector observations); must match the
+            teachers' when the proposed student copies them.
+        loss: ``kl`` (the paper's), ``mse`` or ``nll`` (Rusu et al.'s alternatives).
+        tau: temperature of the teacher's softmax in the KL loss (0.01).
+        lr: RMSProp learning rate.
+        rmsprop_alpha: RMSProp's smoothing constant.
+        rmsprop_eps: RMSProp's epsilon.
+        init_from_teachers: proposed only: copy each teacher's feature layers into its
+            task's extractor when training starts (the paper's initialisation).
+        freeze_extractors: proposed only: keep the task extractors fixed (the paper trains
+            them end to end; freezing is an ablation).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task | Mapping[str, Any]] | None = None,
+        architecture: str = "proposed",
+        hidden: Sequence[int] | None = None,
+        mlp_hidden: Sequence[int] = (64, 64),
+        loss: str = "kl",
+        tau: float = 0.01,
+        lr: float = 1e-4,
+        rmsprop_alpha: float = 0.99,
+        rmsprop_eps: float = 1e-6,
+        init_from_teachers: bool = True,
+        freeze_extractors: bool = False,
+    ) -> None:
+        super().__init__(tasks)
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; valid: {list(LOSSES)}")
+        if tau <= 0:
+            raise ConfigError(f"tau must be > 0, got {tau}")
+        self.save_hyperparameters(ignore=["tasks"])
+        self._save_task_hparams()
+        self.student = make_student(architecture, self.tasks, hidden, tuple(mlp_hidden))
+        extractors = self.student.per_task_extractors()
+        if (init_from_teachers or freeze_extractors) and extractors is None:
+            raise ConfigError(
+                f"init_from_teachers / freeze_extractors need per-task extractors: architecture "
+                f"{architecture!r} has a shared one; use proposed, or set both to false"
+            )
+        if freeze_extractors:
+            for extractor in extractors:
+                extractor.requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor, task_index: int = 0) -> torch.Tensor:
+        """Q-values over the task's own actions."""
+        return self.student(obs, task_index)
+
+    def policy(self, task_index: int = 0) -> Policy:
+        return lambda obs: self.student(obs, task_index).argmax(dim=-1)
+
+    def setup(self, stage: str) -> None:
+        """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
+        if stage == "fit" and self.hparams.init_from_teachers:
+            teachers = self.trainer.datamodule.load_teachers()
+            self.copy_teacher_features(teachers)
+
+    def copy_teacher_features(self, teachers: Sequence) -> None:
+        for task, extractor, teacher in zip(self.tasks, self.student.per_task_extractors(), teachers):
+            features = teacher.network.features.state_dict()
+            mine = extractor.state_dict()
+            shapes = {k: tuple(v.shape) for k, v in features.items()}
+            if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
+                raise ConfigError(
+                    f"the teacher of {task.id!r} has feature layers {shapes}, the student's extractor "
+                    f"{ {k: tuple(v.shape) for k, v in mine.items()} }; set model.init_args.mlp_hidden to the "
+                    "teacher's widths, or init_from_teachers: false"
+                )
+            extractor.load_state_dict(features)
+
+    def training_step(self, batch: list[TensorDict], batch_idx: int) -> torch.Tensor:
+        datamodule = self.trainer.datamodule
+        log = self.should_log()
+        metrics: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=self.device)
+        for i, minibatch in enumerate(batch):
+            q_student = self.student(minibatch["obs"], i)
+            out = distillation_loss(q_student, minibatch["q_teacher"], self.hparams.loss, self.hparams.tau,
+                                    minibatch["weight"])
+            total = total + out.loss
+            datamodule.update_priority(i, minibatch["index"], out.priority)
+            if log:
+                task_id = self.tasks[i].id
+                metrics[f"train/{task_id}/loss"] = out.loss.detach()
+                metrics[f"train/{task_id}/priority"] = out.priority.mean()
+        if log:
+            metrics["train/loss"] = total.detach()
+            self.log_dict(metrics, batch_size=len(batch[0]["obs"]))
+            self.log_episode_stats()
+        return total
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        return torch.optim.RMSprop(params, lr=self.hparams.lr, alpha=self.hparams.rmsprop_alpha,
+                                   eps=self.hparams.rmsprop_eps)

@@ -1,0 +1,66 @@
+"""One task's replay memory as the distillation data module uses it: add what the student saw
+with the teacher's outputs, sample a minibatch with its indices and importance weights, and
+pass priorities back to the sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from lightning_distill.replay import Replay
+from lightning_distill.replay.frames import FrameStacks
+from lightning_distill.tasks import Task
+
+
+class TaskMemory:
+    """A TorchRL buffer of ``q_teacher`` and ``value`` per experience, plus the observations:
+    inside the buffer (``obs``), or for Atari as frame ids into a ``FrameStacks`` pool.
+
+    The frame ids of each buffer slot are kept here (``slot_frames``): when the buffer's
+    writer reuses a slot, the ids it held lose a reference, whatever order the writer
+    evicts in.
+    """
+
+    def __init__(self, replay: Replay, task: Task, teacher, batch_size: int, num_envs: int) -> None:
+        self.task = task
+        self.buffer = replay.make_buffer(task, teacher, batch_size)
+        self.prioritized = replay.prioritized
+        self.frames: FrameStacks | None = None
+        if task.backend == "atari":
+            stack, *frame_shape = task.obs_shape
+            self.frames = FrameStacks(num_envs, stack, tuple(frame_shape))
+            self.slot_frames = np.full((replay.capacity, stack), -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> None:
+        """Store one experience per env: its observation and the teacher's outputs for it."""
+        data = {"q_teacher": q_teacher.cpu(), "value": value.cpu()}
+        if self.frames is None:
+            data["obs"] = torch.as_tensor(obs)
+            self.buffer.extend(TensorDict(data, batch_size=[len(obs)]))
+            return
+        ids = self.frames.encode(obs, new_episode)
+        slots = self.buffer.extend(TensorDict(data, batch_size=[len(obs)])).numpy()
+        evicted = self.slot_frames[slots]
+        self.slot_frames[slots] = ids
+        self.frames.pool.incref(ids)
+        if (evicted >= 0).any():
+            self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
+
+    def sample(self) -> TensorDict:
+        """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` (slots) and ``weight``
+        (the sampler's importance weights; ones when it has none)."""
+        batch = self.buffer.sample()
+        if self.frames is not None:
+            batch["obs"] = self.frames.pool.gather(self.slot_frames[batch["index"].numpy()])
+        weight = batch.get("_weight", None)
+        batch["weight"] = torch.ones(batch.batch_size) if weight is None else weight.float()
+        return batch.exclude("_weight")
+
+    def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
+        """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
+        if self.prioritized:
+            self.buffer.update_priority(index.cpu(), priority.cpu())

@@ -1,0 +1,154 @@
+"""The three multi-task student architectures of spec section 3, chosen by name.
+
+Every student maps ``(obs, task_index)`` to Q-values over *that task's own actions*. Students
+with a union head (proposed, AMN) gather the task's columns of the union output
+(``Task.action_map``): the other outputs are masked by construction, so they get no
+gradient from the task's loss and can never be the chosen action.
+
+- ``proposed`` (Yin & Pan): one feature extractor per task (the teacher's own conv layers,
+  initialised from it by the module), then shared FC layers 3136 -> 1028 -> 512 -> union.
+  Tasks whose extractors differ in width get a per-task projection to the widest one.
+- ``dist`` (Rusu et al.): one shared extractor, then per task a private FC 512 and head.
+- ``amn`` (Parisotto et al.): everything shared; FC 512 and a masked union head.
+
+The shared extractor of DIST and AMN sees every task's input, zero-padded to the widest
+(MinAtar games have 4 to 10 channels; vector tasks differ in length).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.networks import make_encoder
+from lightning_distill.tasks import Task
+
+ARCHITECTURES = ("proposed", "dist", "amn")
+#: The paper's widths of the fully connected layers after the features, per architecture.
+PAPER_HIDDEN: dict[str, tuple[int, ...]] = {"proposed": (1028, 512), "dist": (512,), "amn": (512,)}
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
+    """Linear+ReLU for each hidden width, then a linear output layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def union_size(tasks: Sequence[Task]) -> int:
+    """Width of the union head: 18 for Atari, 6 for MinAtar, the largest action count else."""
+    return max(t.union_size for t in tasks)
+
+
+def padded_shape(tasks: Sequence[Task]) -> tuple[int, ...]:
+    """The input shape a shared extractor sees: every dimension the largest over tasks."""
+    shapes = [tuple(t.obs_shape) for t in tasks]
+    if len({len(s) for s in shapes}) != 1 or len({t.backend for t in tasks}) != 1:
+        raise ConfigError(
+            "a shared extractor (dist, amn) needs tasks of one kind; got "
+            + ", ".join(f"{t.id} {tuple(t.obs_shape)}" for t in tasks)
+            + " - use architecture: proposed, which keeps one extractor per task"
+        )
+    return tuple(max(dims) for dims in zip(*shapes))
+
+
+def pad_obs(obs: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad a batch of observations at the end of each dimension up to ``shape``."""
+    missing = [target - have for target, have in zip(shape, obs.shape[1:])]
+    if not any(missing):
+        return obs
+    pad: list[int] = []
+    for m in reversed(missing):  # F.pad lists the last dimension first
+        pad += [0, m]
+    return nn.functional.pad(obs, pad)
+
+
+class Student(nn.Module):
+    """Base: ``forward(obs, task_index)`` gives Q-values over the task's own actions."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        for i, task in enumerate(self.tasks):
+            if not task.discrete:
+                raise ConfigError(f"distillation needs discrete actions; task {task.id!r} is continuous")
+            self.register_buffer(f"action_map_{i}", torch.tensor(task.action_map, dtype=torch.long), persistent=False)
+
+    def action_map(self, task_index: int) -> torch.Tensor:
+        return getattr(self, f"action_map_{task_index}")
+
+    def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def per_task_extractors(self) -> list[nn.Module] | None:
+        """The task-specific extractors a teacher's features can initialise, if any."""
+        return None
+
+
+class ProposedStudent(Student):
+    """Per-task extractors -> (per-task projection where widths differ) -> shared FC -> union."""
+
+    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+        super().__init__(tasks)
+        self.extractors = nn.ModuleList(make_encoder(t, mlp_hidden) for t in self.tasks)
+        width = max(e.out_features for e in self.extractors)
+        self.projections = nn.ModuleList(
+            nn.Identity() if e.out_features == width else nn.Sequential(nn.Linear(e.out_features, width), nn.ReLU())
+            for e in self.extractors
+        )
+        self.shared = mlp(width, hidden, union_size(self.tasks))
+
+    def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
+        features = self.projections[task_index](self.extractors[task_index](obs))
+        return self.shared(features)[:, self.action_map(task_index)]
+
+    def per_task_extractors(self) -> list[nn.Module]:
+        return list(self.extractors)
+
+
+class DistStudent(Student):
+    """Shared extractor over zero-padded inputs -> per task: FC hidden, head of |A_i| outputs."""
+
+    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+        super().__init__(tasks)
+        self.input_shape = padded_shape(self.tasks)
+        self.extractor = make_encoder(self.tasks[0], mlp_hidden, obs_shape=self.input_shape)
+        self.heads = nn.ModuleList(mlp(self.extractor.out_features, hidden, t.num_actions) for t in self.tasks)
+
+    def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
+        return self.heads[task_index](self.extractor(pad_obs(obs, self.input_shape)))
+
+
+class AMNStudent(Student):
+    """Everything shared: extractor over zero-padded inputs -> FC hidden -> masked union head."""
+
+    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+        super().__init__(tasks)
+        self.input_shape = padded_shape(self.tasks)
+        self.extractor = make_encoder(self.tasks[0], mlp_hidden, obs_shape=self.input_shape)
+        self.shared = mlp(self.extractor.out_features, hidden, union_size(self.tasks))
+
+    def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
+        q_union = self.shared(self.extractor(pad_obs(obs, self.input_shape)))
+        return q_union[:, self.action_map(task_index)]
+
+
+def make_student(
+    architecture: str,
+    tasks: Sequence[Task],
+    hidden: Sequence[int] | None = None,
+    mlp_hidden: Sequence[int] = (64, 64),
+) -> Student:
+    """A student by name; ``hidden`` ``None`` means the paper's widths (``PAPER_HIDDEN``)."""
+    classes = {"proposed": ProposedStudent, "dist": DistStudent, "amn": AMNStudent}
+    if architecture not in classes:
+        raise ConfigError(f"unknown architecture {architecture!r}; valid: {list(ARCHITECTURES)}")
+    widths = PAPER_HIDDEN[architecture] if hidden is None else tuple(hidden)
+    return classes[architecture](tasks, widths, tuple(mlp_hidden))

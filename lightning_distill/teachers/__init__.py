@@ -1,0 +1,126 @@
+"""Teachers: trained agents, frozen, behind one interface, from any of the formats people have.
+
+A Q-teacher (DQN) gives Q-values over its task's own actions and ``V(s) = max_a Q(s, a)``,
+the state value that H-PR partitions the replay by.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lightning_distill.errors import CheckpointError
+from lightning_distill.tasks import Task
+
+
+class Teacher(nn.Module):
+    """A frozen Q-network for one task: ``q_values``, ``value`` and greedy ``act``.
+
+    Frozen means eval mode and ``requires_grad=False`` (DDP would otherwise complain about
+    parameters that get no gradient).
+    """
+
+    def __init__(self, network: nn.Module, task: Task) -> None:
+        super().__init__()
+        self.network = network
+        self.task = task
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Teacher":
+        return super().train(False)  # a teacher never leaves eval mode
+
+    @torch.no_grad()
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values over the task's own actions, shape [batch, task.num_actions]."""
+        return self.network(obs)
+
+    forward = q_values
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``V(s) = max_a Q(s, a)``, shape [batch]."""
+        return self.q_values(obs).max(dim=-1).values
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q_values(obs).argmax(dim=-1)
+
+
+def check_fits(task: Task, expected: Task, source: str) -> None:
+    """Fail with one line when a teacher's actions or inputs differ from the task's."""
+    if task.num_actions != expected.num_actions or tuple(task.obs_shape) != tuple(expected.obs_shape):
+        raise CheckpointError(
+            f"teacher {source!r} does not fit task {expected.id!r}: the teacher has "
+            f"{task.num_actions} actions and input {tuple(task.obs_shape)}, the task has "
+            f"{expected.num_actions} actions and input {tuple(expected.obs_shape)}"
+        )
+
+
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_DIR = Path(__file__).resolve().parent
+#: Suffix -> the format it is read as (see ``importers``); anything else is a project checkpoint.
+FOREIGN_FORMATS = {".zip": "Stable-Baselines3", ".cleanrl_model": "CleanRL"}
+
+
+def bundled_teachers() -> dict[str, dict]:
+    """The teachers shipped inside the package: name -> task, score, and the command that made it."""
+    return json.loads((BUNDLED_DIR / "bundled.json").read_text())
+
+
+def resolve_teacher_path(ref: str | Path) -> Path:
+    """A file path, or ``bundled:<name>`` (e.g. ``bundled:minatar/breakout``) for a shipped teacher."""
+    ref = str(ref)
+    if not ref.startswith(BUNDLED_PREFIX):
+        return Path(ref).expanduser()
+    name = ref[len(BUNDLED_PREFIX):]
+    registry = bundled_teachers()
+    if name not in registry:
+        raise CheckpointError(f"no bundled teacher {name!r}; bundled: {sorted(registry)}")
+    return BUNDLED_DIR / registry[name]["file"]
+
+
+def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher:
+    """A frozen teacher from this project's DQN checkpoint, a bundled teacher, an SB3 ``.zip``
+    or a CleanRL ``.cleanrl_model``.
+
+    ``task`` is the task the teacher will be used on (required for the foreign formats, which
+    do not record it); a teacher whose action count or input shape differs fails here with
+    one line naming both.
+    """
+    from lightning_distill.modules.base import load_agent
+    from lightning_distill.teachers import importers
+
+    path = resolve_teacher_path(ref)
+    if not path.is_file():
+        raise CheckpointError(f"teacher checkpoint not found: {str(path)!r}")
+    task = None if task is None else Task.coerce(task)
+    suffix = path.suffix.lower()
+    if suffix in FOREIGN_FORMATS:
+        if task is None:
+            raise CheckpointError(f"{FOREIGN_FORMATS[suffix]} file {str(path)!r} does not name its task: pass task=...")
+        reader = importers.load_sb3_dqn if suffix == ".zip" else importers.load_cleanrl_dqn
+        return Teacher(reader(path, task), task)
+    agent = load_agent(path)
+    if not hasattr(agent, "as_teacher"):
+        raise CheckpointError(f"{str(path)!r} holds a {type(agent).__name__}, which cannot serve as a teacher")
+    teacher = agent.as_teacher()
+    if task is not None:
+        check_fits(teacher.task, task, str(ref))
+        teacher.task = task
+    return teacher
+
+
+#: What a bundled or exported teacher checkpoint keeps: enough for ``load_from_checkpoint``.
+ESSENTIAL_CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "lightning_distill")
+
+
+def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a training checkpoint without optimiser, loop and callback state (a third of the size)."""
+    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    slim = {k: checkpoint[k] for k in ESSENTIAL_CHECKPOINT_KEYS if k in checkpoint}
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, dst)
+    return Path(dst)

@@ -1,0 +1,118 @@
+"""DQN teachers from the checkpoint formats people already have.
+
+- Stable-Baselines3 / RL Zoo ``.zip``: the archive's ``policy.pth`` holds the policy's state
+  dict; the online Q-network is under ``q_net.`` (``q_net_target.`` is ignored). CnnPolicy =
+  NatureCNN (3 convs + FC 512 in ``features_extractor``) + ``q_net.q_net.0``; MlpPolicy =
+  the layers of ``q_net.q_net``.
+- CleanRL ``.cleanrl_model``: ``torch.save(q_network.state_dict())`` of ``dqn_atari.py``
+  (``network.0 .. network.9``: 3 convs, FC 512, head) or ``dqn.py`` (an MLP).
+
+Both are read with ``weights_only=True``, without SB3 or CleanRL installed: the layers are
+read in order and loaded into this project's ``QNetwork`` of the same shape, so a teacher
+from anywhere has the same ``features`` / ``head`` split that the proposed student reuses.
+Both formats normalise images by 1/255, as ``NatureConv`` does.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lightning_distill.errors import CheckpointError
+from lightning_distill.networks import MLPEncoder, QNetwork, make_encoder
+from lightning_distill.tasks import Task
+
+Layer = tuple[torch.Tensor, torch.Tensor]  # (weight, bias)
+
+
+def read_sb3_zip(path: Path) -> dict[str, torch.Tensor]:
+    """The online Q-network's tensors of an SB3 DQN archive, keys without the ``q_net.`` prefix."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = archive.read("policy.pth")
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(f"{str(path)!r} is not a Stable-Baselines3 model archive: {exc}") from None
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    online = {k[len("q_net."):]: v for k, v in state.items() if k.startswith("q_net.")}
+    if not online:
+        raise CheckpointError(
+            f"{str(path)!r} has no 'q_net.' parameters: only SB3 DQN/QR-DQN-style Q-networks can be teachers"
+        )
+    return online
+
+
+def read_cleanrl_model(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read CleanRL model {str(path)!r}: {exc}".splitlines()[0]) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{str(path)!r} is not a CleanRL model file (a state dict of tensors)")
+    return state
+
+
+def layers_in_order(state: dict[str, torch.Tensor]) -> list[Layer]:
+    """(weight, bias) of each conv / linear layer, in the order the state dict lists them."""
+    layers = []
+    for key, weight in state.items():
+        if key.endswith(".weight") and weight.ndim in (2, 4):
+            bias = state.get(key[: -len("weight")] + "bias")
+            if bias is None:
+                raise CheckpointError(f"layer {key!r} has no bias; not a DQN Q-network")
+            layers.append((weight, bias))
+    return layers
+
+
+def _mismatch(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
+    return CheckpointError(
+        f"teacher {source!r} does not fit task {task.id!r}: the teacher has {teacher_actions} actions "
+        f"and input {teacher_input}, the task has {task.num_actions} actions and input {tuple(task.obs_shape)}"
+    )
+
+
+def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetwork:
+    """This project's QNetwork for ``task`` with the given conv + linear layers loaded into it."""
+    convs = [layer for layer in layers if layer[0].ndim == 4]
+    linears = [layer for layer in layers if layer[0].ndim == 2]
+    if not linears:
+        raise CheckpointError(f"{source!r} has no linear output layer; not a Q-network")
+    actions = linears[-1][0].shape[0]
+    if convs:
+        teacher_input = f"with {convs[0][0].shape[1]} channels"
+        fits = task.backend in ("atari", "minatar") and convs[0][0].shape[1] == task.obs_shape[0]
+    else:
+        teacher_input = f"of {linears[0][0].shape[1]} features"
+        fits = linears[0][0].shape[1] == math.prod(task.obs_shape)
+    if not fits or actions != task.num_actions or (convs and len(linears) > 2):
+        raise _mismatch(source, task, actions, teacher_input)
+    if convs:  # Nature / MinAtar conv layers, then [FC hidden] and the head
+        features = make_encoder(task)
+        hidden = linears[0][0].shape[0] if len(linears) == 2 else 0
+        feature_layers, head_layers = convs, linears
+    else:  # an MLP: all linear layers but the last are the encoder
+        features = MLPEncoder(math.prod(task.obs_shape), [w.shape[0] for w, _ in linears[:-1]])
+        hidden = 0
+        feature_layers, head_layers = linears[:-1], linears[-1:]
+    network = QNetwork(features, actions, hidden)
+    targets = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    sources = feature_layers + head_layers
+    if len(targets) != len(sources) or any(t.weight.shape != w.shape for t, (w, _) in zip(targets, sources)):
+        raise _mismatch(source, task, actions, teacher_input + f" and layers {[tuple(w.shape) for w, _ in sources]}")
+    with torch.no_grad():
+        for module, (weight, bias) in zip(targets, sources):
+            module.weight.copy_(weight)
+            module.bias.copy_(bias)
+    return network
+
+
+def load_sb3_dqn(path: Path, task: Task) -> QNetwork:
+    return q_network_from_layers(layers_in_order(read_sb3_zip(path)), task, str(path))
+
+
+def load_cleanrl_dqn(path: Path, task: Task) -> QNetwork:
+    return q_network_from_layers(layers_in_order(read_cleanrl_model(path)), task, str(path))
