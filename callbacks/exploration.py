@@ -8,8 +8,9 @@ from lightning_distill.errors import ConfigError
 
 
 class EpsilonSchedule(pl.Callback):
-    """Linear epsilon decay from ``start`` to ``end`` over the first ``decay_steps`` env steps,
-    then held (the distillation paper: 1.0 -> 0.1 over 1M steps).
+    """Linear epsilon decay from ``start`` to ``end`` over the first ``decay_steps`` agent
+    steps per task (summed over a task's envs), then held (the distillation paper: 1.0 -> 0.1
+    over 1M steps).
 
     Sets ``trainer.datamodule.epsilon``, which the data module's acting uses, before every
     update, and logs it as ``train/epsilon`` (for the project's ``RLModule`` agents).
@@ -28,7 +29,7 @@ class EpsilonSchedule(pl.Callback):
 
     def _apply(self, trainer: pl.Trainer) -> float:
         datamodule = trainer.datamodule
-        datamodule.epsilon = self.value(datamodule.env_steps)
+        datamodule.epsilon = self.value(datamodule.steps_per_task)
         return datamodule.epsilon
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

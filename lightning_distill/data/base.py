@@ -38,6 +38,12 @@ class RLDataModule(pl.LightningDataModule):
     def tasks(self) -> list[Task]:
         """The tasks, in the order the module indexes them."""
 
+    @property
+    def steps_per_task(self) -> int:
+        """Agent steps per task (over its envs): the clock of schedules such as epsilon's, so
+        that the paper's "first 1M steps" means the same with 1 task or 10."""
+        return self.env_steps // len(self.tasks)
+
     def record_episodes(self, task: Task, finished: list[tuple[int, float, int]]) -> None:
         """Keep the returns of finished training episodes (the last 100 per task)."""
         returns = self._returns.setdefault(task.id, deque(maxlen=100))

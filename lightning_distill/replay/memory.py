@@ -35,13 +35,13 @@ class TaskMemory:
     def __len__(self) -> int:
         return len(self.buffer)
 
-    def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> None:
-        """Store one experience per env: its observation and the teacher's outputs for it."""
+    def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:
+        """Store one experience per env: its observation and the teacher's outputs for it.
+        Returns the buffer slots written."""
         data = {"q_teacher": q_teacher.cpu(), "value": value.cpu()}
         if self.frames is None:
             data["obs"] = torch.as_tensor(obs)
-            self.buffer.extend(TensorDict(data, batch_size=[len(obs)]))
-            return
+            return self.buffer.extend(TensorDict(data, batch_size=[len(obs)])).numpy()
         ids = self.frames.encode(obs, new_episode)
         slots = self.buffer.extend(TensorDict(data, batch_size=[len(obs)])).numpy()
         evicted = self.slot_frames[slots]
@@ -49,6 +49,7 @@ class TaskMemory:
         self.frames.pool.incref(ids)
         if (evicted >= 0).any():
             self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
+        return slots
 
     def sample(self) -> TensorDict:
         """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` (slots) and ``weight``

@@ -1,0 +1,64 @@
+"""The paper's Atari distillation configs parse, start and run a few hundred steps on this CPU
+(budgets shrunk through the CLI, teachers written here as CleanRL files)."""
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from conftest import REPO, run_cli
+from lightning_distill.tasks import Task
+
+ATARI10 = ["proposed", "dist", "amn"]
+
+
+def write_cleanrl_teacher(task: Task, path) -> str:
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+        nn.Linear(512, task.num_actions),
+    )
+    torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def atari10_teachers(tmp_path_factory) -> list[str]:
+    config = yaml.safe_load((REPO / "configs/distill/atari10_proposed.yaml").read_text())
+    root = tmp_path_factory.mktemp("atari_teachers")
+    tasks = [Task.coerce(t) for t in config["data"]["init_args"]["tasks"]]
+    return [write_cleanrl_teacher(t, root / f"{t.game}.cleanrl_model") for t in tasks]
+
+
+@pytest.mark.parametrize("name", ATARI10)
+def test_atari10_config_has_the_papers_settings(name, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(REPO / f"configs/distill/atari10_{name}.yaml"), "--print_config")
+    config = yaml.safe_load(capsys.readouterr().out)
+    data, model = config["data"]["init_args"], config["model"]["init_args"]
+    assert len(data["tasks"]) == 10 and len(data["teachers"]) == 10
+    assert (data["batch_size"], data["train_freq"], data["replay"]["init_args"]["capacity"]) == (32, 4, 500_000)
+    assert (model["architecture"], model["loss"], model["tau"]) == (name, "kl", 0.01)
+    assert data["evaluation"]["steps"] == 100_000 and data["evaluation"]["epsilon"] == 0.05
+    assert config["trainer"]["val_check_interval"] == 25_000
+    epsilon = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("EpsilonSchedule"))
+    assert epsilon["init_args"] == {"start": 1.0, "end": 0.1, "decay_steps": 1_000_000}
+
+
+@pytest.mark.parametrize("name", ATARI10)
+def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
+    run_cli(
+        "fit", "--config", str(REPO / f"configs/distill/atari10_{name}.yaml"),
+        "--data.init_args.teachers", yaml.safe_dump(atari10_teachers, default_flow_style=True).strip(),
+        "--data.init_args.replay.init_args.capacity", "2000",
+        "--data.init_args.learning_starts", "64",
+        "--data.init_args.evaluation.steps", "100",
+        "--trainer.max_steps", "60",  # 60 updates x 4 steps = 240 steps per game (after 64 to fill)
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    )
+    (checkpoint,) = (tmp_path / f"atari10_{name}").glob("version_0/checkpoints/last.ckpt")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 60

@@ -1,0 +1,111 @@
+"""Teachers from Stable-Baselines3 / RL Zoo zips and CleanRL model files, written here in
+those formats, give the same Q-values as the network that wrote them."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightning_distill.errors import CheckpointError
+from lightning_distill.tasks import Task
+from lightning_distill.teachers import load_teacher
+
+sb3 = pytest.importorskip("stable_baselines3")
+
+
+class AtariShapedEnv(gym.Env):
+    """Only the spaces matter: SB3 builds its policy from them."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+    def __init__(self, num_actions: int) -> None:
+        self.action_space = gym.spaces.Discrete(num_actions)
+
+    def reset(self, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def atari_obs(n: int = 5) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8)
+
+
+def cleanrl_atari_network(num_actions: int) -> nn.Sequential:
+    """The layer layout of CleanRL's dqn_atari.py QNetwork (``network.0`` .. ``network.9``)."""
+    return nn.Sequential(
+        nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+        nn.Linear(512, num_actions),
+    )
+
+
+def save_cleanrl(network: nn.Sequential, path) -> None:
+    torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)
+
+
+def test_sb3_cnn_dqn_zip_loads_as_a_teacher_with_the_same_q_values(tmp_path):
+    model = sb3.DQN("CnnPolicy", AtariShapedEnv(4), buffer_size=10, learning_starts=0, seed=0, device="cpu")
+    model.save(tmp_path / "breakout_dqn.zip")
+    teacher = load_teacher(tmp_path / "breakout_dqn.zip", "ALE/Breakout")
+    obs = atari_obs()
+    with torch.no_grad():
+        expected = model.q_net(model.policy.obs_to_tensor(obs.numpy())[0])
+    assert torch.allclose(teacher.q_values(obs), expected, atol=1e-5)
+    assert torch.equal(teacher.value(obs), expected.max(dim=1).values)
+
+
+def test_sb3_mlp_dqn_zip_loads_for_a_vector_task(tmp_path):
+    model = sb3.DQN("MlpPolicy", "CartPole-v1", buffer_size=10, learning_starts=0, seed=0, device="cpu",
+                    policy_kwargs={"net_arch": [32, 16]})
+    model.save(tmp_path / "cartpole_dqn.zip")
+    teacher = load_teacher(tmp_path / "cartpole_dqn.zip", "CartPole-v1")
+    obs = torch.randn(7, 4)
+    with torch.no_grad():
+        expected = model.q_net(obs)
+    assert torch.allclose(teacher.q_values(obs), expected, atol=1e-6)
+    assert teacher.network.features.out_features == 16  # the MLP is the student's extractor
+
+
+def test_cleanrl_atari_model_loads_with_the_same_q_values(tmp_path):
+    network = cleanrl_atari_network(6)
+    save_cleanrl(network, tmp_path / "pong.cleanrl_model")
+    teacher = load_teacher(tmp_path / "pong.cleanrl_model", "ALE/Pong")
+    obs = atari_obs()
+    with torch.no_grad():
+        expected = network(obs.float() / 255.0)  # CleanRL scales inside forward
+    assert torch.allclose(teacher.q_values(obs), expected, atol=1e-5)
+
+
+def test_cleanrl_mlp_model_loads_for_a_vector_task(tmp_path):
+    network = nn.Sequential(nn.Linear(6, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 3))
+    save_cleanrl(network, tmp_path / "acrobot.cleanrl_model")
+    teacher = load_teacher(tmp_path / "acrobot.cleanrl_model", "Acrobot-v1")
+    obs = torch.randn(4, 6)
+    assert torch.allclose(teacher.q_values(obs), network(obs), atol=1e-6)
+
+
+def test_a_teacher_with_the_wrong_action_count_fails_naming_both(tmp_path):
+    save_cleanrl(cleanrl_atari_network(6), tmp_path / "pong.cleanrl_model")
+    with pytest.raises(CheckpointError) as info:
+        load_teacher(tmp_path / "pong.cleanrl_model", "ALE/Breakout")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "the teacher has 6 actions" in message and "'ALE/Breakout'" in message and "4 actions" in message
+
+
+def test_a_teacher_with_the_wrong_input_fails_naming_both(tmp_path):
+    model = sb3.DQN("MlpPolicy", "CartPole-v1", buffer_size=10, learning_starts=0, device="cpu")
+    model.save(tmp_path / "cartpole_dqn.zip")
+    with pytest.raises(CheckpointError, match=r"input of 4 features, the task has 3 actions and input \(6,\)"):
+        load_teacher(tmp_path / "cartpole_dqn.zip", Task("Acrobot-v1"))
+
+
+def test_foreign_formats_need_a_task_and_bundled_names_are_checked(tmp_path):
+    save_cleanrl(cleanrl_atari_network(6), tmp_path / "pong.cleanrl_model")
+    with pytest.raises(CheckpointError, match="does not name its task"):
+        load_teacher(tmp_path / "pong.cleanrl_model")
+    with pytest.raises(CheckpointError, match="no bundled teacher 'minatar/chess'; bundled:"):
+        load_teacher("bundled:minatar/chess")
