@@ -82,9 +82,14 @@ class Distillation(RLModule):
 
     def setup(self, stage: str) -> None:
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "load_teachers"):
+            raise ConfigError(
+                f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
+                f"got {type(datamodule).__name__}"
+            )
         if stage == "fit" and self.hparams.init_from_teachers:
-            teachers = self.trainer.datamodule.load_teachers()
-            self.copy_teacher_features(teachers)
+            self.copy_teacher_features(datamodule.load_teachers())
 
     def copy_teacher_features(self, teachers: Sequence) -> None:
         for task, extractor, teacher in zip(self.tasks, self.student.per_task_extractors(), teachers):

@@ -1,0 +1,119 @@
+"""Distillation end to end: bundled MinAtar teachers distilled into one proposed student
+through the CLI reach 90% of each teacher; the checkpoint plays without its teachers; a
+teacher that does not fit its task stops the run before training with one line."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, run_cli
+from lightning_distill.modules.base import load_agent
+from lightning_distill.play import play
+from lightning_distill.teachers import bundled_teachers
+
+QUICKSTART = REPO / "configs/distill/minatar_quickstart.yaml"
+GAMES = {"MinAtar/Breakout": "bundled:minatar/breakout", "MinAtar/Freeway": "bundled:minatar/freeway"}
+
+
+def two_game_overrides(tmp_path: Path) -> Path:
+    """The quick start on two games, with a shorter budget (the same settings otherwise)."""
+    config = tmp_path / "two_games.yaml"
+    config.write_text(yaml.safe_dump({"data": {"init_args": {
+        "tasks": [{"id": task} for task in GAMES], "teachers": list(GAMES.values()),
+    }}}))
+    return config
+
+
+@pytest.fixture(scope="module")
+def distilled_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("distill")
+    run_cli(
+        "fit", "--config", str(QUICKSTART), "--config", str(two_game_overrides(root)),
+        "--trainer.max_steps", "3000", "--trainer.val_check_interval", "1000",
+        "--trainer.logger.init_args.save_dir", str(root),
+    )
+    (run_dir,) = (root / "minatar_quickstart").iterdir()
+    return run_dir
+
+
+def evaluations(run_dir: Path) -> list[dict[str, float]]:
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("eval/geomean_pct_teacher")]
+    return [{k: float(v) for k, v in r.items() if v and (k.startswith("eval/") or k == "step")} for r in rows]
+
+
+def test_two_bundled_teachers_distil_to_90_percent_of_each(distilled_run):
+    best = max(evaluations(distilled_run), key=lambda r: r["eval/geomean_pct_teacher"])
+    for task in GAMES:
+        assert best[f"eval/{task}/pct_teacher"] >= 90.0, best
+
+
+def test_the_best_checkpoint_is_kept_by_geometric_mean(distilled_run):
+    rows = evaluations(distilled_run)
+    (best_ckpt,) = (distilled_run / "checkpoints").glob("best-*.ckpt")
+    best_row = max(rows, key=lambda r: r["eval/geomean_pct_teacher"])
+    assert best_ckpt.name == f"best-step={int(best_row['step']) + 1}.ckpt"  # logged at the last update's index
+    state = torch.load(best_ckpt, map_location="cpu", weights_only=True)
+    assert any("TeacherComparison" in key for key in state["callbacks"])  # teacher scores ride along
+
+
+def test_a_distilled_checkpoint_plays_each_task_without_its_teachers(distilled_run):
+    agent = load_agent(distilled_run / "checkpoints/last.ckpt")
+    assert [t.id for t in agent.tasks] == list(GAMES)
+    assert agent.hparams.architecture == "proposed" and not hasattr(agent, "teachers")
+    lines: list[str] = []
+    result = play(str(distilled_run / "checkpoints/last.ckpt"), task="MinAtar/Freeway", episodes=1,
+                  print_fn=lines.append)
+    assert result.count == 1 and lines[-1].startswith("MinAtar/Freeway mean return over 1 episodes")
+
+
+def test_bundled_teachers_record_their_score_and_command():
+    registry = bundled_teachers()
+    assert {"minatar/breakout", "minatar/freeway", "minatar/space_invaders", "minatar/seaquest"} <= set(registry)
+    for name, entry in registry.items():
+        assert entry["task"].startswith("MinAtar/") and entry["score"] > 0
+        assert entry["command"].endswith(f"configs/teacher/minatar_{name.split('/')[1]}.yaml")
+        assert (REPO / entry["command"].split("--config ")[1]).is_file()
+
+
+def test_a_teacher_that_does_not_fit_its_task_stops_before_training(tmp_path, capsys):
+    overrides = tmp_path / "wrong.yaml"
+    overrides.write_text(yaml.safe_dump({"data": {"init_args": {
+        "tasks": [{"id": "CartPole-v1"}], "teachers": ["bundled:minatar/breakout"],
+    }}}))
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", "--config", str(QUICKSTART), "--config", str(overrides), "--seed_everything", "false",
+                "--trainer.logger.init_args.save_dir", str(tmp_path))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit task 'CartPole-v1'" in err[0] and "6 actions" in err[0]
+
+
+def test_proposed_student_starts_from_the_teachers_features_and_can_freeze_them():
+    from lightning_distill.modules import Distillation
+    from lightning_distill.teachers import load_teacher
+
+    teachers = [load_teacher(ref, task) for task, ref in GAMES.items()]
+    module = Distillation(tasks=list(GAMES), hidden=[32], freeze_extractors=True)
+    module.copy_teacher_features(teachers)
+    for extractor, teacher in zip(module.student.extractors, teachers):
+        for mine, theirs in zip(extractor.parameters(), teacher.network.features.parameters()):
+            assert torch.equal(mine, theirs) and not mine.requires_grad
+    optimised = {id(p) for group in module.configure_optimizers().param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in module.student.shared.parameters()}
+
+
+def test_teacher_features_of_another_width_fail_naming_the_option_to_set():
+    from lightning_distill.errors import ConfigError
+    from lightning_distill.modules import Distillation
+    from lightning_distill.networks import MLPEncoder, QNetwork
+    from lightning_distill.teachers import Teacher
+
+    teacher = Teacher(QNetwork(MLPEncoder(4, [32]), 2, hidden=0), "CartPole-v1")
+    module = Distillation(tasks=["CartPole-v1"], hidden=[16], mlp_hidden=[64, 64])
+    with pytest.raises(ConfigError, match="set model.init_args.mlp_hidden"):
+        module.copy_teacher_features([teacher])
