@@ -82,13 +82,15 @@ class Distillation(RLModule):
 
     def setup(self, stage: str) -> None:
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
+        if stage != "fit":
+            return
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "load_teachers"):
             raise ConfigError(
                 f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
                 f"got {type(datamodule).__name__}"
             )
-        if stage == "fit" and self.hparams.init_from_teachers:
+        if self.hparams.init_from_teachers:
             self.copy_teacher_features(datamodule.load_teachers())
 
     def copy_teacher_features(self, teachers: Sequence) -> None:
