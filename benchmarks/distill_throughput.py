@@ -73,6 +73,7 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
     obs = [env.reset() for env in envs]
     memory_obs = [torch.zeros((args.capacity, *t.obs_shape), dtype=torch.uint8) for t in tasks]
     memory_q = [torch.zeros((args.capacity, t.num_actions)) for t in tasks]
+    memory_v = [torch.zeros(args.capacity) for _ in tasks]
     size, cursor = 0, 0
     env_steps, updates, start = 0, 0, None
     while updates < args.updates:
@@ -83,7 +84,8 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
                 with torch.inference_mode():
                     o = torch.as_tensor(obs[i])
                     greedy = student(o, i).argmax(dim=-1).numpy()
-                    memory_q[i][slots] = teachers[i].q_values(o)
+                    q_teacher = teachers[i].network(o)
+                    memory_q[i][slots], memory_v[i][slots] = q_teacher, q_teacher.max(dim=-1).values
                 memory_obs[i][slots] = o
                 obs[i] = env.step(epsilon_greedy(greedy, epsilon, task.num_actions, rng)).obs
             cursor, size = (cursor + args.num_envs) % args.capacity, min(size + args.num_envs, args.capacity)
@@ -128,9 +130,13 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}")
     ratios = []
-    for r in range(args.rounds):
-        steps_p, updates_p = pipeline(args, tasks, teachers)
-        steps_m, updates_m = minimal_loop(args, tasks, teachers)
+    for r in range(args.rounds):  # the order alternates, so warm-up and drift hit both alike
+        if r % 2 == 0:
+            steps_p, updates_p = pipeline(args, tasks, teachers)
+            steps_m, updates_m = minimal_loop(args, tasks, teachers)
+        else:
+            steps_m, updates_m = minimal_loop(args, tasks, teachers)
+            steps_p, updates_p = pipeline(args, tasks, teachers)
         ratios.append(updates_p / updates_m)
         print(f"round {r}: pipeline {steps_p:7.0f} env steps/s {updates_p:6.1f} updates/s | "
               f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}")

@@ -118,7 +118,7 @@ class DistillDataModule(RLDataModule):
                 obs_t = torch.as_tensor(obs, device=device)
                 greedy = module.policy(i)(obs_t).cpu().numpy()
                 actions = epsilon_greedy(greedy, self.epsilon, task.num_actions, self._rng)
-                q_teacher = teacher.q_values(obs_t)
+                q_teacher = teacher.network(obs_t)  # = teacher.q_values, minus its no_grad wrapper
                 memory.add(obs, q_teacher, q_teacher.max(dim=-1).values, self._new_episode[i])
                 step = env.step(actions)
                 self._obs[i] = step.obs

@@ -64,4 +64,9 @@ class UniformReplay(Replay):
         self.capacity = capacity
 
     def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int):
-        return make_uniform_replay(self.capacity, batch_size)
+        from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
+
+        # the plain ReplayBuffer: its extend costs a third of TensorDictReplayBuffer's, and
+        # TaskMemory samples through the sampler and storage itself
+        return ReplayBuffer(storage=LazyTensorStorage(self.capacity, device="cpu"), sampler=RandomSampler(),
+                            batch_size=batch_size)
