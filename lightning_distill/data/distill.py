@@ -52,10 +52,10 @@ class DistillDataModule(RLDataModule):
         super().__init__(evaluation=evaluation, seed=seed)
         self._tasks = [Task.coerce(t) for t in tasks]
         if not self._tasks:
-            raise ConfigError("data.tasks is empty: give at least one task to distil")
+            raise ConfigError("data.init_args.tasks is empty: give at least one task to distil")
         if len(teachers) != len(self._tasks):
             raise ConfigError(
-                f"data.teachers has {len(teachers)} entries for {len(self._tasks)} tasks "
+                f"data.init_args.teachers has {len(teachers)} entries for {len(self._tasks)} tasks "
                 f"{[t.id for t in self._tasks]}: give one teacher per task, in the same order"
             )
         if train_freq < 1 or num_envs < 1 or batch_size < 1:
