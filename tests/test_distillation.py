@@ -118,3 +118,11 @@ def test_teacher_features_of_another_width_fail_naming_the_option_to_set():
     module = Distillation(tasks=["CartPole-v1"], hidden=[16], mlp_hidden=[64, 64])
     with pytest.raises(ConfigError, match="set model.init_args.mlp_hidden"):
         module.copy_teacher_features([teacher])
+
+
+def test_one_teacher_per_task_is_required():
+    from lightning_distill.data import DistillDataModule
+    from lightning_distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.init_args.teachers has 1 entries for 2 tasks"):
+        DistillDataModule(tasks=list(GAMES), teachers=["bundled:minatar/breakout"])
