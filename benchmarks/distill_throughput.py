@@ -25,7 +25,7 @@ from lightning_distill.evaluation import epsilon_greedy
 from lightning_distill.losses import distillation_loss
 from lightning_distill.students import make_student
 from lightning_distill.tasks import Task
-from lightning_distill.teachers import load_teacher
+from lightning_distill.teachers import bundled_teachers, load_teacher
 
 GAMES = ["Breakout", "Freeway", "SpaceInvaders", "Seaquest"]
 
@@ -126,7 +126,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = [Task(f"MinAtar/{g}") for g in args.games]
-    teachers = [f"bundled:minatar/{t.game.lower() if t.game != 'SpaceInvaders' else 'space_invaders'}" for t in tasks]
+    bundled = {entry["task"]: f"bundled:{name}" for name, entry in bundled_teachers().items()}
+    teachers = [bundled[t.id] for t in tasks]
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}")
     ratios = []

@@ -84,9 +84,6 @@ class Student(nn.Module):
     def action_map(self, task_index: int) -> torch.Tensor:
         return getattr(self, f"action_map_{task_index}")
 
-    def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
-        raise NotImplementedError
-
     def per_task_extractors(self) -> list[nn.Module] | None:
         """The task-specific extractors a teacher's features can initialise, if any."""
         return None

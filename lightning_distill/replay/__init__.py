@@ -10,6 +10,7 @@ extension does not load with torch 2.13, so nothing here may need it).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from lightning_distill.errors import ConfigError
@@ -34,7 +35,7 @@ def make_uniform_replay(capacity: int, batch_size: int):
     )
 
 
-class Replay:
+class Replay(ABC):
     """A kind of replay memory for distillation: the config's ``data.replay`` (class_path).
 
     ``make_buffer`` builds one task's TorchRL buffer. Entries are TensorDicts with the
@@ -47,8 +48,9 @@ class Replay:
     capacity: int  # buffer slots per task
     prioritized: bool = False  # whether the sampler reads priorities after each update
 
+    @abstractmethod
     def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int):
-        raise NotImplementedError
+        """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
 
 
 class UniformReplay(Replay):

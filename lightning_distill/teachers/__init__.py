@@ -49,14 +49,18 @@ class Teacher(nn.Module):
         return self.q_values(obs).argmax(dim=-1)
 
 
+def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
+    """The one-line error for a teacher whose actions or inputs differ from its task's."""
+    return CheckpointError(
+        f"teacher {source!r} does not fit task {task.id!r}: the teacher has {teacher_actions} actions "
+        f"and input {teacher_input}, the task has {task.num_actions} actions and input {tuple(task.obs_shape)}"
+    )
+
+
 def check_fits(task: Task, expected: Task, source: str) -> None:
     """Fail with one line when a teacher's actions or inputs differ from the task's."""
     if task.num_actions != expected.num_actions or tuple(task.obs_shape) != tuple(expected.obs_shape):
-        raise CheckpointError(
-            f"teacher {source!r} does not fit task {expected.id!r}: the teacher has "
-            f"{task.num_actions} actions and input {tuple(task.obs_shape)}, the task has "
-            f"{expected.num_actions} actions and input {tuple(expected.obs_shape)}"
-        )
+        raise mismatch_error(source, expected, task.num_actions, str(tuple(task.obs_shape)))
 
 
 BUNDLED_PREFIX = "bundled:"

@@ -26,6 +26,7 @@ from torch import nn
 from lightning_distill.errors import CheckpointError
 from lightning_distill.networks import MLPEncoder, QNetwork, make_encoder
 from lightning_distill.tasks import Task
+from lightning_distill.teachers import mismatch_error
 
 Layer = tuple[torch.Tensor, torch.Tensor]  # (weight, bias)
 
@@ -68,13 +69,6 @@ def layers_in_order(state: dict[str, torch.Tensor]) -> list[Layer]:
     return layers
 
 
-def _mismatch(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
-    return CheckpointError(
-        f"teacher {source!r} does not fit task {task.id!r}: the teacher has {teacher_actions} actions "
-        f"and input {teacher_input}, the task has {task.num_actions} actions and input {tuple(task.obs_shape)}"
-    )
-
-
 def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetwork:
     """This project's QNetwork for ``task`` with the given conv + linear layers loaded into it."""
     convs = [layer for layer in layers if layer[0].ndim == 4]
@@ -89,7 +83,7 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
         teacher_input = f"of {linears[0][0].shape[1]} features"
         fits = linears[0][0].shape[1] == math.prod(task.obs_shape)
     if not fits or actions != task.num_actions or (convs and len(linears) > 2):
-        raise _mismatch(source, task, actions, teacher_input)
+        raise mismatch_error(source, task, actions, teacher_input)
     if convs:  # Nature / MinAtar conv layers, then [FC hidden] and the head
         features = make_encoder(task)
         hidden = linears[0][0].shape[0] if len(linears) == 2 else 0
@@ -102,7 +96,7 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
     targets = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     sources = feature_layers + head_layers
     if len(targets) != len(sources) or any(t.weight.shape != w.shape for t, (w, _) in zip(targets, sources)):
-        raise _mismatch(source, task, actions, teacher_input + f" and layers {[tuple(w.shape) for w, _ in sources]}")
+        raise mismatch_error(source, task, actions, teacher_input + f" and layers {[tuple(w.shape) for w, _ in sources]}")
     with torch.no_grad():
         for module, (weight, bias) in zip(targets, sources):
             module.weight.copy_(weight)
