@@ -42,7 +42,7 @@ def test_atari_memory_stores_each_frame_once_and_returns_the_exact_stacks():
     env.close()
     assert episodes >= 2 and len(memory) == capacity
     batch = memory.sample()
-    for slot, stack in zip(batch["index"].tolist(), batch["obs"]):
+    for slot, stack in zip(memory.slot_of(batch["index"]).tolist(), batch["obs"]):
         assert np.array_equal(stack.numpy(), stored[slot])
     # one frame per experience, plus the first frames of episodes and the envs' current stacks
     assert memory.frames.pool.in_use <= capacity + 3 * (episodes + 2 * num_envs) + 4 * num_envs

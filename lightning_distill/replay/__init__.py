@@ -2,8 +2,9 @@
 extension does not load with torch 2.13, so nothing here may need it).
 
 - ``make_uniform_replay``: the DQN teachers' FIFO memory of whole transitions.
-- ``Replay`` / ``UniformReplay``: what a distillation config selects as ``data.replay``; it
-  builds one TorchRL buffer per task. Prioritized kinds subclass ``Replay``.
+- ``Replay``: what a distillation config selects as ``data.replay``: ``UniformReplay``,
+  ``PrioritizedReplay`` (PR) or ``HierarchicalReplay`` (H-PR). Each builds one TorchRL buffer
+  per task from ``writer.PartitionWriter`` and ``sampler.HierarchicalSampler``.
 - ``frames``: Atari frame stacks stored once per frame (not four times per stack).
 - ``memory.TaskMemory``: one task's buffer plus its observation storage, as the data module sees it.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
+
+import torch
 
 from lightning_distill.errors import ConfigError
 
@@ -43,14 +46,28 @@ class Replay(ABC):
     either ``obs`` or nothing (when frames are stored apart, see ``frames``). Samplers that
     prioritise read ``update_priority(index, priority)`` after every update; samplers that
     importance-weight return ``_weight`` with the sample.
+
+    All three kinds are modes of one component (spec section 6): a ``PartitionWriter``
+    (partitions by V, each a FIFO) and a ``HierarchicalSampler``.
     """
 
     capacity: int  # buffer slots per task
     prioritized: bool = False  # whether the sampler reads priorities after each update
 
     @abstractmethod
-    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int):
+    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
+
+
+def partitioned_buffer(writer, sampler, batch_size: int):
+    """A TorchRL ``ReplayBuffer`` over one CPU storage of ``partitions * capacity`` slots.
+
+    The plain ``ReplayBuffer``: its extend costs a third of ``TensorDictReplayBuffer``'s, and
+    ``TaskMemory`` samples through the sampler and storage itself."""
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    storage = LazyTensorStorage(writer.partitions * writer.capacity, device="cpu")
+    return ReplayBuffer(storage=storage, sampler=sampler, writer=writer, batch_size=batch_size)
 
 
 class UniformReplay(Replay):
@@ -65,10 +82,113 @@ class UniformReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
 
-    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int):
-        from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
+    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
+        from lightning_distill.replay.sampler import HierarchicalSampler
+        from lightning_distill.replay.writer import PartitionWriter
 
-        # the plain ReplayBuffer: its extend costs a third of TensorDictReplayBuffer's, and
-        # TaskMemory samples through the sampler and storage itself
-        return ReplayBuffer(storage=LazyTensorStorage(self.capacity, device="cpu"), sampler=RandomSampler(),
-                            batch_size=batch_size)
+        sampler = HierarchicalSampler(1, self.capacity, window=1, uniform=True, seed=seed)
+        return partitioned_buffer(PartitionWriter(1, self.capacity), sampler, batch_size)
+
+
+class PrioritizedReplay(Replay):
+    """Rank-based prioritized replay (PR; Schaul et al. 2016): H-PR with one partition.
+
+    Args:
+        capacity: experiences kept per task.
+        alpha: rank-priority exponent: ``P(k) ~ rank(k)^-alpha`` by ``|delta|`` (Schaul et al.: 0.7).
+        beta: importance-sampling exponent at the start (Schaul et al.: 0.5) ...
+        beta_final: ... annealed linearly to this ...
+        beta_updates: ... over this many updates.
+        sort_every: updates between two re-sorts of the rank order (``K``): between them, new
+            experiences enter at the top ranks and updated priorities wait for the next sort.
+    """
+
+    prioritized = True
+
+    def __init__(self, capacity: int = 500_000, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
+                 beta_updates: int = 1_000_000, sort_every: int = 1000) -> None:
+        if capacity < 1:
+            raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.partitions, self.partition_capacity, self.window = 1, capacity, 1
+        self.sampling = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates,
+                             sort_every=sort_every)
+        self._sampler(0)  # checks the settings now, not when training starts
+
+    def _sampler(self, seed: int):
+        from lightning_distill.replay.sampler import HierarchicalSampler
+
+        return HierarchicalSampler(self.partitions, self.partition_capacity, window=self.window, seed=seed,
+                                   **self.sampling)
+
+    def value_range(self, task: "Task", teacher: "Teacher", seed: int) -> tuple[float, float] | None:
+        return None
+
+    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
+        from lightning_distill.replay.writer import PartitionWriter
+
+        writer = PartitionWriter(self.partitions, self.partition_capacity, self.value_range(task, teacher, seed))
+        return partitioned_buffer(writer, self._sampler(seed), batch_size)
+
+
+class HierarchicalReplay(PrioritizedReplay):
+    """Hierarchical prioritized replay (H-PR; Yin & Pan 2017, spec section 6).
+
+    Experiences are split into ``partitions`` by the teacher's state value over the range seen
+    while playing the teacher; a partition is drawn with the share of recent insertions that
+    went to it, then an experience inside it rank-based, as in PR.
+
+    Args:
+        partitions: ``p`` (the paper: 5; 1 is PR).
+        partition_capacity: experiences per partition, each its own FIFO (the paper: 200,000).
+        alpha, beta, beta_final, beta_updates, sort_every: as for ``PrioritizedReplay``.
+        window: recent insertions over which each partition's share ``N_j`` is counted (not
+            given in the paper).
+        value_steps: agent steps of the teacher's own play (epsilon 0.05) that measure
+            ``[V_min, V_max]`` before training.
+    """
+
+    def __init__(self, partitions: int = 5, partition_capacity: int = 200_000, alpha: float = 0.7,
+                 beta: float = 0.5, beta_final: float = 1.0, beta_updates: int = 1_000_000, sort_every: int = 1000,
+                 window: int = 100_000, value_steps: int = 10_000) -> None:
+        if partitions < 1 or partition_capacity < 1 or value_steps < 1:
+            raise ConfigError(f"partitions, partition_capacity and value_steps must be >= 1, got "
+                              f"{partitions}, {partition_capacity}, {value_steps}")
+        self.capacity = partitions * partition_capacity
+        self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
+        self.value_steps = value_steps
+        self.sampling = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates,
+                             sort_every=sort_every)
+        self._sampler(0)
+
+    def value_range(self, task: "Task", teacher: "Teacher", seed: int) -> tuple[float, float] | None:
+        if self.partitions == 1:
+            return None
+        low, high = estimate_value_range(task, teacher, self.value_steps, seed)
+        _log(f"H-PR {task.id}: teacher values in [{low:.4g}, {high:.4g}] over {self.value_steps} steps, "
+             f"{self.partitions} partitions of {self.partition_capacity}")
+        return low, high
+
+
+def estimate_value_range(task: "Task", teacher: "Teacher", steps: int, seed: int = 0) -> tuple[float, float]:
+    """``[V_min, V_max]`` of ``V(s) = max_a Q_T(s, a)`` over the states the teacher visits in
+    ``steps`` agent steps of its own epsilon-greedy play (the evaluation protocol's)."""
+    from lightning_distill.evaluation import evaluate
+
+    values = []
+
+    def teacher_policy(obs):
+        q = teacher.q_values(obs)
+        values.append(q.max(dim=-1).values)
+        return q.argmax(dim=-1)
+
+    evaluate(teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed,
+             device=next(teacher.parameters()).device)
+    values = torch.cat(values)
+    return float(values.min()), float(values.max())
+
+
+def _log(message: str) -> None:
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(message)

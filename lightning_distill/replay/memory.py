@@ -22,10 +22,11 @@ class TaskMemory:
     evicts in.
     """
 
-    def __init__(self, replay: Replay, task: Task, teacher, batch_size: int, num_envs: int) -> None:
+    def __init__(self, replay: Replay, task: Task, teacher, batch_size: int, num_envs: int, seed: int = 0) -> None:
         self.task = task
         self.batch_size = batch_size
-        self.buffer = replay.make_buffer(task, teacher, batch_size)
+        self.buffer = replay.make_buffer(task, teacher, batch_size, seed)
+        self.slots = replay.capacity
         self.prioritized = replay.prioritized
         self.frames: FrameStacks | None = None
         if task.backend == "atari":
@@ -34,7 +35,8 @@ class TaskMemory:
             self.slot_frames = np.full((replay.capacity, stack), -1, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.buffer)
+        """Experiences stored (for H-PR, ``len(buffer)`` is the highest slot written + 1)."""
+        return self.buffer.writer.stored
 
     def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:
         """Store one experience per env: its observation and the teacher's outputs for it.
@@ -55,22 +57,32 @@ class TaskMemory:
         return slots
 
     def sample(self) -> TensorDict:
-        """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` (slots) and ``weight``
-        (the sampler's importance weights; ones when it has none).
+        """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` and ``weight`` (the
+        sampler's importance weights).
+
+        ``index`` names each experience, not just its slot: ``slot + slots * generation``, the
+        slot's write count when it was sampled (``slot_of`` reads the slot back). Lightning
+        fetches the next batch before the current update, so a slot can be rewritten between
+        a sample and its priority update; the update is then dropped, not given to the new
+        occupant.
 
         Calls the buffer's sampler and storage directly: ``ReplayBuffer.sample`` adds ~100 us
         of locking and transform handling that this path does not need."""
-        index, info = self.buffer.sampler.sample(self.buffer.storage, self.batch_size)
-        index = torch.as_tensor(index)
-        batch = self.buffer.storage.get(index)
-        batch["index"] = index
+        slot, info = self.buffer.sampler.sample(self.buffer.storage, self.batch_size)
+        batch = self.buffer.storage.get(slot)
+        batch["index"] = slot + self.slots * torch.as_tensor(info["index_generation"])
         if self.frames is not None:
-            batch["obs"] = self.frames.pool.gather(self.slot_frames[index.numpy()])
-        weight = info.get("_weight") if info else None
-        batch["weight"] = torch.ones(len(index)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+            batch["obs"] = self.frames.pool.gather(self.slot_frames[slot.numpy()])
+        batch["weight"] = torch.as_tensor(info["_weight"])
         return batch
+
+    def slot_of(self, index: torch.Tensor) -> torch.Tensor:
+        """The buffer slot of each ``index`` from ``sample``."""
+        return index % self.slots
 
     def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
         if self.prioritized:
-            self.buffer.update_priority(index.cpu(), priority.cpu())
+            index = index.cpu()
+            self.buffer.sampler.update_priority(index % self.slots, priority.detach().cpu(),
+                                                generation=index // self.slots)

@@ -1,0 +1,241 @@
+"""The hierarchical prioritized sampler (H-PR; Yin & Pan 2017, spec section 6, steps 3-6).
+
+A minibatch is drawn in two levels, vectorised over the batch (no Python loop over items or
+partitions):
+
+1. a partition ``j`` with probability ``P_j = N_j / sum_k N_k``, ``N_j`` the experiences that
+   went to ``j`` among the last ``window`` insertions (sampling follows the state-visit
+   distribution);
+2. an experience of rank ``r`` inside it with ``P_j[r] = r^-alpha / sum_t t^-alpha`` (Schaul
+   et al.'s rank-based priority, ranks by ``|delta|`` descending): ``r`` is found by
+   ``searchsorted`` of a uniform draw in one shared prefix sum of ``t^-alpha``.
+
+Each sample's weight is ``w = (N * P_j * P_j[r])^-beta / max w`` (``N`` the experiences in the
+memory), with ``beta`` annealed linearly to ``beta_final``.
+
+Rank order: each partition keeps its slots in rank order (``order``, a ring whose start is
+``head``). A new experience enters at rank 1 (the maximum priority, so it is seen soon); the
+ranks of the others then shift by one, exactly, except one: the lowest-ranked experience
+takes the evicted one's place. Priority updates are written at once but the order is
+re-sorted by priority only every ``sort_every`` samples (Schaul et al.'s approximation; a
+stable sort of the nearly sorted order costs ~2 ms per 200k). Everything else is exact.
+
+Special cases: ``partitions=1`` is rank-based PR; ``uniform=True`` ignores priorities and
+draws uniformly over all stored experiences (the spec's "one partition per experience").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchrl.data.replay_buffers.samplers import Sampler
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.replay.writer import check_layout
+
+
+class HierarchicalSampler(Sampler):
+    """Samples slots of a ``PartitionWriter`` storage (partition ``j`` = slots ``[j*C, (j+1)*C)``).
+
+    Args:
+        partitions: ``p``, as the writer's.
+        capacity: ``C``, slots per partition, as the writer's.
+        alpha: rank-priority exponent (Schaul et al.'s rank-based value, 0.7).
+        beta: importance-sampling exponent at the start (0.5) ...
+        beta_final: ... annealed linearly to this (1.0) ...
+        beta_updates: ... over this many samples (minibatches).
+        window: insertions over which ``N_j`` is counted.
+        sort_every: samples between two re-sorts of the rank order (``K``).
+        uniform: ignore priorities and partitions: uniform over what is stored.
+        seed: of the sampler's own random stream (saved with its state).
+    """
+
+    def __init__(self, partitions: int, capacity: int, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
+                 beta_updates: int = 1_000_000, window: int = 100_000, sort_every: int = 1000,
+                 uniform: bool = False, seed: int = 0) -> None:
+        if partitions < 1 or capacity < 1 or window < 1 or sort_every < 1:
+            raise ConfigError(f"partitions, capacity, window and sort_every must be >= 1, got "
+                              f"{partitions}, {capacity}, {window}, {sort_every}")
+        if alpha < 0 or not 0 <= beta <= 1 or not 0 <= beta_final <= 1 or beta_updates < 0:
+            raise ConfigError(f"need alpha >= 0, beta and beta_final in [0, 1], beta_updates >= 0; got "
+                              f"alpha={alpha}, beta={beta}, beta_final={beta_final}, beta_updates={beta_updates}")
+        self.partitions, self.capacity = partitions, capacity
+        self.alpha, self.beta, self.beta_final, self.beta_updates = alpha, beta, beta_final, beta_updates
+        self.window, self.sort_every, self.uniform = window, sort_every, uniform
+        # sum_{t <= r} t^-alpha for r = 1..C: the unnormalised rank CDF of every partition
+        self.rank_mass = np.cumsum(np.arange(1, capacity + 1, dtype=np.float64) ** -alpha)
+        self._seed = seed
+        self._empty()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _empty(self) -> None:
+        slots = self.partitions * self.capacity
+        self.priority = np.zeros(slots, dtype=np.float32)  # |delta| per slot
+        self.generation = np.zeros(slots, dtype=np.int64)  # writes per slot: stale updates are dropped
+        self.order = np.arange(slots, dtype=np.int64)  # position -> slot; partition j ranked from head[j]
+        self.pos = np.arange(slots, dtype=np.int64)  # slot -> position (the inverse)
+        self.head = np.zeros(self.partitions, dtype=np.int64)
+        self.sizes = np.zeros(self.partitions, dtype=np.int64)
+        self.recent = np.full(self.window, -1, dtype=np.int64)  # partitions of the last insertions (ring)
+        self.recent_pos = 0
+        self.visits = np.zeros(self.partitions, dtype=np.int64)  # N_j over the window
+        self.max_priority = 1.0
+        self.samples = 0
+        self.rng = np.random.default_rng(self._seed)
+
+    _ARRAYS = ("priority", "generation", "order", "pos", "head", "sizes", "recent", "visits")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: torch.from_numpy(getattr(self, name).copy()) for name in self._ARRAYS}
+        state.update(layout=[self.partitions, self.capacity, self.window], recent_pos=self.recent_pos,
+                     max_priority=self.max_priority, samples=self.samples, rng=self.rng.bit_generator.state)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        check_layout(state_dict["layout"], (self.partitions, self.capacity, self.window))
+        for name in self._ARRAYS:
+            setattr(self, name, state_dict[name].numpy().copy())
+        self.recent_pos, self.samples = int(state_dict["recent_pos"]), int(state_dict["samples"])
+        self.max_priority = float(state_dict["max_priority"])
+        self.rng.bit_generator.state = state_dict["rng"]
+
+    def dumps(self, path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path / "sampler.pt")
+
+    def loads(self, path) -> None:
+        self.load_state_dict(torch.load(Path(path) / "sampler.pt", weights_only=True))
+
+    # ---- insertion ---------------------------------------------------------------------------
+    def extend(self, index: torch.Tensor) -> None:
+        slots = np.asarray(index, dtype=np.int64).reshape(-1)
+        for start in range(0, len(slots), self.capacity):  # one chunk unless a batch exceeds C
+            self._insert(slots[start:start + self.capacity])
+
+    def add(self, index: int) -> None:
+        self.extend(torch.as_tensor([index]))
+
+    def _rank_key(self, positions: np.ndarray) -> np.ndarray:
+        """Sorts positions by partition, then by rank (0-based) in the partition's ring."""
+        part = positions // self.capacity
+        return part * self.capacity + (positions - self.head[part]) % self.capacity
+
+    def _insert(self, slots: np.ndarray) -> None:
+        """Put new experiences at the top ranks (most recent first); the partition's lowest
+        ranks rotate round to the top and the experiences there fill the evicted ones' places."""
+        C = self.capacity
+        parts = slots // C
+        onehot = parts[:, None] == np.arange(self.partitions)[None, :]
+        counts = onehot.sum(axis=0)
+        nth = np.cumsum(onehot, axis=0)[np.arange(len(slots)), parts] - 1
+        new_head = (self.head - counts) % C
+        target = parts * C + (new_head[parts] + counts[parts] - 1 - nth) % C  # new slots' positions
+        old_pos = self.pos[slots]
+        displaced = self.order[target]  # the old lowest ranks, which rotate to the top
+        moving = ~np.isin(displaced, slots)
+        holes = old_pos[~np.isin(old_pos, target)]
+        # pair them partition by partition, higher ranks with higher ranks
+        movers = displaced[moving][np.argsort(self._rank_key(target[moving]))]
+        holes = holes[np.argsort(self._rank_key(holes))]
+        self.order[holes] = movers
+        self.pos[movers] = holes
+        self.order[target] = slots
+        self.pos[slots] = target
+        self.head = new_head
+        self.sizes = np.minimum(self.sizes + counts, C)
+        self.priority[slots] = self.max_priority
+        self.generation[slots] += 1
+        self._count_visits(parts)
+
+    def _count_visits(self, parts: np.ndarray) -> None:
+        """Slide the window of insertions forward over ``parts``; keep ``N_j`` in step."""
+        parts = parts[-self.window:]
+        ring = (self.recent_pos + np.arange(len(parts))) % self.window
+        left = self.recent[ring]
+        self.visits -= np.bincount(left[left >= 0], minlength=self.partitions)
+        self.visits += np.bincount(parts, minlength=self.partitions)
+        self.recent[ring] = parts
+        self.recent_pos = (self.recent_pos + len(parts)) % self.window
+
+    # ---- sampling ----------------------------------------------------------------------------
+    @property
+    def current_beta(self) -> float:
+        done = min(1.0, self.samples / self.beta_updates) if self.beta_updates else 1.0
+        return self.beta + (self.beta_final - self.beta) * done
+
+    def sample(self, storage, batch_size: int) -> tuple[np.ndarray, dict]:
+        stored = int(self.sizes.sum())
+        if stored == 0:
+            raise RuntimeError("cannot sample from an empty replay memory")
+        if self.uniform:
+            slots = self._uniform_slots(batch_size)
+            weight = np.ones(batch_size, dtype=np.float32)
+        else:
+            if self.samples % self.sort_every == 0:
+                self.sort_ranks()
+            slots, prob = self._prioritized_slots(batch_size)
+            weight = (stored * prob) ** -self.current_beta
+            weight = (weight / weight.max()).astype(np.float32)
+        self.samples += 1
+        return torch.from_numpy(slots), {"_weight": weight, "index_generation": self.generation[slots]}
+
+    def _uniform_slots(self, batch_size: int) -> np.ndarray:
+        ends = np.cumsum(self.sizes)
+        u = self.rng.integers(0, ends[-1], batch_size)
+        part = np.searchsorted(ends, u, side="right")
+        return part * self.capacity + u - (ends[part] - self.sizes[part])
+
+    def _prioritized_slots(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slots drawn as in steps 3-4, and their probabilities ``P_j * P_j[r]``."""
+        visits = np.cumsum(self.visits)
+        part = np.searchsorted(visits, self.rng.random(batch_size) * visits[-1], side="right")
+        total_mass = self.rank_mass[self.sizes[part] - 1]
+        rank = np.searchsorted(self.rank_mass, self.rng.random(batch_size) * total_mass, side="right")
+        rank = np.minimum(rank, self.sizes[part] - 1)  # guards float round-off at the top end
+        slots = self.order[part * self.capacity + (self.head[part] + rank) % self.capacity]
+        prob = self.visits[part] / visits[-1] * (rank + 1.0) ** -self.alpha / total_mass
+        return slots, prob
+
+    def sort_ranks(self) -> None:
+        """Re-sort every partition by priority, descending (ties keep their current order).
+
+        The ranked order is nearly sorted already, which a stable sort exploits."""
+        C = self.capacity
+        rel = np.arange(C)
+        positions = (self.head[:, None] + rel[None, :]) % C + (np.arange(self.partitions) * C)[:, None]
+        ranked = self.order[positions]
+        key = -self.priority[ranked]
+        key[rel[None, :] >= self.sizes[:, None]] = np.inf  # empty slots stay below the stored ones
+        if self.sizes.any():
+            self.max_priority = float(-key.min())
+        ranked = np.take_along_axis(ranked, np.argsort(key, axis=1, kind="stable"), axis=1)
+        self.order = ranked.reshape(-1)
+        self.pos[self.order] = np.arange(len(self.order))
+        self.head[:] = 0
+
+    # ---- priorities --------------------------------------------------------------------------
+    def update_priority(self, index, priority, *, storage=None, generation=None) -> None:
+        """Set the sampled experiences' new ``|delta|``. With ``generation`` (from the sample's
+        ``index_generation``), slots rewritten since they were sampled keep their new
+        occupant's priority; non-finite priorities are ignored."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        priority = np.abs(np.asarray(priority, dtype=np.float32).reshape(-1))
+        keep = np.isfinite(priority)
+        if generation is not None:
+            keep &= self.generation[index] == np.asarray(generation, dtype=np.int64).reshape(-1)
+        index, priority = index[keep], priority[keep]
+        if len(index):
+            self.priority[index] = priority
+            self.max_priority = max(self.max_priority, float(priority.max()))
+
+    @property
+    def default_priority(self) -> float:
+        return self.max_priority
+
+    def __repr__(self) -> str:
+        mode = "uniform" if self.uniform else f"alpha={self.alpha}, beta={self.beta}->{self.beta_final}"
+        return f"HierarchicalSampler(partitions={self.partitions}, capacity={self.capacity}, {mode})"

@@ -1,0 +1,270 @@
+"""H-PR, PR and uniform replay (spec section 6): the sampling distribution, the importance
+weights, per-partition FIFO eviction, stale priority updates, and saving / loading."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+from tensordict import TensorDict
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.replay import (
+    HierarchicalReplay,
+    PrioritizedReplay,
+    UniformReplay,
+    estimate_value_range,
+    partitioned_buffer,
+)
+from lightning_distill.replay.memory import TaskMemory
+from lightning_distill.replay.sampler import HierarchicalSampler
+from lightning_distill.replay.writer import PartitionWriter
+from lightning_distill.tasks import Task
+from lightning_distill.teachers import load_teacher
+
+DRAWS = 200_000
+
+
+def make_buffer(partitions=3, capacity=40, value_range=(0.0, 3.0), **sampler_kwargs):
+    writer = PartitionWriter(partitions, capacity, value_range if partitions > 1 else None)
+    sampler = HierarchicalSampler(partitions, capacity, seed=0, **sampler_kwargs)
+    return partitioned_buffer(writer, sampler, batch_size=1000)
+
+
+def insert(buffer, values, first_id=0):
+    """Experiences with state values ``values``; their ``id`` is their insertion number."""
+    values = torch.as_tensor(values, dtype=torch.float32)
+    ids = torch.arange(first_id, first_id + len(values))
+    return buffer.extend(TensorDict({"value": values, "id": ids}, batch_size=[len(values)])).numpy()
+
+
+def draw_counts(buffer, draws=DRAWS):
+    sampler, counts = buffer.sampler, np.zeros(buffer.writer.partitions * buffer.writer.capacity)
+    for _ in range(draws // 1000):
+        slots, _ = sampler.sample(buffer.storage, 1000)
+        counts += np.bincount(slots.numpy(), minlength=len(counts))
+    return counts
+
+
+def rank_probabilities(priorities, alpha):
+    """Rank-based PR (Schaul et al. 2016) over one memory: rank 1 = largest |delta|."""
+    ranks = np.empty(len(priorities))
+    ranks[np.argsort(-np.asarray(priorities), kind="stable")] = np.arange(1, len(priorities) + 1)
+    mass = ranks ** -alpha
+    return mass / mass.sum()
+
+
+def assert_fits(counts, expected, draws=DRAWS):
+    """Chi-square goodness of fit over the slots that may be drawn; nothing drawn elsewhere."""
+    support = expected > 0
+    assert counts[~support].sum() == 0
+    _, p_value = chisquare(counts[support], expected[support] * draws)
+    assert p_value > 1e-3, p_value
+
+
+def test_values_go_to_evenly_split_partitions_with_out_of_range_values_clamped():
+    writer = PartitionWriter(4, 10, value_range=(0.0, 4.0))
+    values = [-5.0, 0.0, 0.5, 1.0, 1.0001, 2.0, 3.5, 4.0, 9.0, float("nan")]
+    # [V1, V2], (V2, V3], ...: a boundary value belongs to the lower partition
+    assert writer.partition_of(values).tolist() == [0, 0, 0, 0, 1, 1, 3, 3, 3, 0]
+
+
+def test_draws_follow_partition_share_times_rank_probability_and_skip_empty_partitions():
+    alpha, rng = 0.7, np.random.default_rng(1)
+    buffer = make_buffer(alpha=alpha, sort_every=1)
+    values = np.array([0.5] * 20 + [1.5] * 10)  # partitions 0 and 1; partition 2 stays empty
+    slots = insert(buffer, rng.permutation(values))
+    priorities = rng.random(len(slots)) + 0.01
+    buffer.sampler.update_priority(torch.as_tensor(slots), torch.as_tensor(priorities))
+    expected = np.zeros(120)
+    for part, share in ((0, 20 / 30), (1, 10 / 30)):
+        mine = slots[slots // 40 == part]
+        expected[mine] = share * rank_probabilities(buffer.sampler.priority[mine], alpha)
+    counts = draw_counts(buffer)
+    assert_fits(counts, expected)
+    assert counts[80:].sum() == 0
+
+
+def test_partition_share_counts_only_the_recent_window_of_insertions():
+    buffer = make_buffer(alpha=0.0, window=10)
+    insert(buffer, [0.5] * 30)  # partition 0: old insertions, out of the window
+    slots = insert(buffer, [1.5] * 3 + [0.5] * 7)
+    counts = draw_counts(buffer)
+    part = np.arange(120) // 40
+    assert abs(counts[part == 0].sum() / DRAWS - 0.7) < 0.01
+    assert abs(counts[part == 1].sum() / DRAWS - 0.3) < 0.01
+    assert len(slots) == 10
+
+
+def test_importance_weights_match_the_formula_normalised_by_the_batch_maximum():
+    alpha, beta = 0.7, 0.4
+    buffer = make_buffer(alpha=alpha, beta=beta, beta_final=beta, sort_every=1)
+    slots = insert(buffer, [0.5] * 6 + [2.5] * 2)
+    buffer.sampler.update_priority(torch.as_tensor(slots), torch.arange(1.0, 9.0))
+    sampled, info = buffer.sampler.sample(buffer.storage, 64)
+    probs = {}
+    for part, share in ((0, 6 / 8), (2, 2 / 8)):
+        mine = slots[slots // 40 == part]
+        probs.update(zip(mine.tolist(), share * rank_probabilities(buffer.sampler.priority[mine], alpha)))
+    w = (8 * np.array([probs[s] for s in sampled.tolist()])) ** -beta
+    np.testing.assert_allclose(info["_weight"], w / w.max(), rtol=1e-5)
+
+
+def test_beta_is_annealed_linearly_over_the_given_number_of_updates():
+    buffer = make_buffer(beta=0.5, beta_final=1.0, beta_updates=10)
+    insert(buffer, [0.5])
+    betas = []
+    for _ in range(12):
+        betas.append(buffer.sampler.current_beta)
+        buffer.sampler.sample(buffer.storage, 4)
+    assert betas[0] == 0.5 and betas[5] == pytest.approx(0.75) and betas[10:] == [1.0, 1.0]
+
+
+def test_one_partition_is_rank_based_prioritized_replay():
+    alpha, rng = 0.6, np.random.default_rng(2)
+    pr = partitioned_buffer(PartitionWriter(1, 50), HierarchicalSampler(1, 50, alpha=alpha, sort_every=1, seed=0), 1000)
+    slots = insert(pr, rng.normal(size=50))
+    priorities = rng.random(50)
+    pr.sampler.update_priority(torch.as_tensor(slots), torch.as_tensor(priorities))
+    expected = np.zeros(50)
+    expected[slots] = rank_probabilities(priorities.astype(np.float32), alpha)
+    assert_fits(draw_counts(pr), expected)
+    # and the config kinds agree: HierarchicalReplay(partitions=1) builds PrioritizedReplay's buffer
+    task = Task("CartPole-v1")
+    a = HierarchicalReplay(partitions=1, partition_capacity=50, alpha=alpha).make_buffer(task, None, 8, seed=3)
+    b = PrioritizedReplay(capacity=50, alpha=alpha).make_buffer(task, None, 8, seed=3)
+    for buffer in (a, b):
+        insert(buffer, rng.normal(size=50))
+        buffer.sampler.update_priority(torch.arange(50), torch.as_tensor(priorities))
+    for _ in range(3):
+        assert torch.equal(a.sampler.sample(a.storage, 32)[0], b.sampler.sample(b.storage, 32)[0])
+
+
+def test_uniform_mode_is_uniform_over_what_is_stored_with_unit_weights():
+    buffer = make_buffer(uniform=True)
+    slots = insert(buffer, [0.5] * 25 + [2.9] * 5)  # uneven partitions
+    buffer.sampler.update_priority(torch.as_tensor(slots), torch.rand(30))  # ignored
+    expected = np.zeros(120)
+    expected[slots] = 1 / 30
+    assert_fits(draw_counts(buffer), expected)
+    assert np.all(buffer.sampler.sample(buffer.storage, 16)[1]["_weight"] == 1)
+
+
+def test_new_experiences_enter_at_the_top_rank_with_the_maximum_priority():
+    buffer = make_buffer(partitions=1, capacity=100, sort_every=1000)
+    old = insert(buffer, [0.0] * 50)
+    buffer.sampler.update_priority(torch.as_tensor(old), torch.linspace(1, 5, 50))
+    buffer.sampler.sort_ranks()
+    new = insert(buffer, [0.0])
+    sampler = buffer.sampler
+    assert sampler.order[sampler.head[0]] == new[0]  # rank 1 until the next sort...
+    assert sampler.priority[new[0]] == pytest.approx(5.0)  # ...and at the maximum priority after it
+    sampler.sort_ranks()
+    assert sampler.priority[sampler.order[0]] == pytest.approx(5.0)
+
+
+def test_rank_order_stays_a_permutation_with_stored_experiences_on_top():
+    rng = np.random.default_rng(3)
+    buffer = make_buffer(partitions=3, capacity=20, sort_every=7)
+    for step in range(60):
+        insert(buffer, rng.uniform(-1, 4, size=rng.integers(1, 6)))
+        slots, info = buffer.sampler.sample(buffer.storage, 8)
+        buffer.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
+        sampler = buffer.sampler
+        assert np.array_equal(np.sort(sampler.order), np.arange(60))
+        assert np.array_equal(sampler.pos[sampler.order], np.arange(60))
+        for part in range(3):
+            ranked = sampler.order[part * 20 + (sampler.head[part] + np.arange(sampler.sizes[part])) % 20]
+            assert np.all(ranked // 20 == part)
+            assert np.array_equal(np.sort(ranked % 20), np.arange(sampler.sizes[part]))  # exactly the stored
+    sampler.sort_ranks()
+    ranked = sampler.order[:20]
+    assert np.all(np.diff(sampler.priority[ranked]) <= 0)  # exact after a sort
+
+
+def test_each_partition_is_a_fifo_that_keeps_exactly_its_newest_experiences():
+    rng = np.random.default_rng(4)
+    buffer = make_buffer(partitions=3, capacity=5)
+    values = rng.uniform(0, 3, size=100)
+    for start in range(0, 100, 7):  # batches that straddle evictions
+        insert(buffer, values[start:start + 7], first_id=start)
+    parts = buffer.writer.partition_of(values)
+    stored_ids = buffer.storage.get(torch.arange(15))["id"].numpy()
+    for part in range(3):
+        newest = np.flatnonzero(parts == part)[-5:]
+        assert sorted(stored_ids[part * 5:(part + 1) * 5]) == sorted(newest.tolist())
+    assert buffer.writer.stored == 15
+
+
+def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occupant():
+    buffer = make_buffer(partitions=1, capacity=4)
+    slots = insert(buffer, [0.0] * 4)
+    buffer.sampler.update_priority(torch.as_tensor(slots), torch.full((4,), 0.5))
+    sampled, info = buffer.sampler.sample(buffer.storage, 4)
+    insert(buffer, [0.0] * 4)  # every slot rewritten, at the maximum priority
+    buffer.sampler.update_priority(sampled, torch.full((4,), 0.01), generation=info["index_generation"])
+    assert np.all(buffer.sampler.priority == pytest.approx(0.5))
+    # the same through the data module's memory, whose index carries the generation
+    memory = TaskMemory(PrioritizedReplay(capacity=4), Task("CartPole-v1"), None, batch_size=4, num_envs=4)
+    add = lambda: memory.add(np.zeros((4, 4), np.float32), torch.zeros(4, 2), torch.zeros(4), np.ones(4, bool))
+    add()
+    batch = memory.sample()
+    add()
+    memory.update_priority(batch["index"], torch.full((4,), 0.01))
+    assert np.all(memory.buffer.sampler.priority == pytest.approx(1.0))
+    batch = memory.sample()
+    memory.update_priority(batch["index"], torch.full((4,), 0.01))
+    assert memory.buffer.sampler.priority[memory.slot_of(batch["index"]).numpy()] == pytest.approx([0.01] * 4)
+
+
+@pytest.mark.parametrize("how", ["state_dict", "dumps"])
+def test_a_saved_and_loaded_buffer_samples_as_the_original_would(tmp_path, how):
+    rng = np.random.default_rng(5)
+    original = make_buffer(partitions=3, capacity=30, window=25, sort_every=3)
+    for _ in range(20):
+        insert(original, rng.uniform(0, 3, size=4))
+        slots, info = original.sampler.sample(original.storage, 8)
+        original.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
+    restored = make_buffer(partitions=3, capacity=30, window=25, sort_every=3)
+    if how == "state_dict":
+        restored.load_state_dict(original.state_dict())
+    else:
+        original.dumps(tmp_path / "replay")
+        restored.loads(tmp_path / "replay")
+    for _ in range(10):  # including a re-sort, new insertions and priority updates
+        values = rng.uniform(0, 3, size=4)
+        for buffer in (original, restored):
+            insert(buffer, values)
+        a, info_a = original.sampler.sample(original.storage, 8)
+        b, info_b = restored.sampler.sample(restored.storage, 8)
+        assert torch.equal(a, b) and np.array_equal(info_a["_weight"], info_b["_weight"])
+        assert torch.equal(original.storage.get(a)["id"], restored.storage.get(b)["id"])
+        priority = torch.rand(8)
+        for buffer, slots, info in ((original, a, info_a), (restored, b, info_b)):
+            buffer.sampler.update_priority(slots, priority, generation=info["index_generation"])
+
+
+def test_loading_a_state_saved_with_other_replay_settings_names_both():
+    original = make_buffer(partitions=3, capacity=30)
+    other = make_buffer(partitions=2, capacity=30)
+    with pytest.raises(ConfigError, match="3 partitions x 30.*this one 2 partitions x 30"):
+        other.load_state_dict(original.state_dict())
+
+
+def test_replay_settings_are_checked_when_the_config_is_read():
+    with pytest.raises(ConfigError, match="alpha=-1"):
+        HierarchicalReplay(alpha=-1)
+    with pytest.raises(ConfigError, match="partitions, partition_capacity and value_steps must be >= 1, got 0"):
+        HierarchicalReplay(partitions=0)
+    with pytest.raises(ConfigError, match="beta=2"):
+        PrioritizedReplay(beta=2)
+    with pytest.raises(ConfigError, match="capacity must be >= 1, got 0"):
+        UniformReplay(0)
+
+
+def test_the_value_range_is_measured_by_playing_the_teacher():
+    task = Task("MinAtar/Breakout")
+    teacher = load_teacher("bundled:minatar/breakout", task)
+    low, high = estimate_value_range(task, teacher, steps=400, seed=0)
+    assert 0 <= low < high < 20  # Breakout's returns are small positive numbers
+    buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(task, teacher, 4, seed=0)
+    assert buffer.writer.value_range == (low, high)
