@@ -35,7 +35,7 @@ class TaskMemory:
             self.slot_frames = np.full((replay.capacity, stack), -1, dtype=np.int64)
 
     def __len__(self) -> int:
-        """Experiences stored (for H-PR, ``len(buffer)`` is the highest slot written + 1)."""
+        """Experiences stored (for H-PR, ``len(buffer)`` is its capacity: every slot is readable)."""
         return self.buffer.writer.stored
 
     def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:

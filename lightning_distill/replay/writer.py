@@ -64,7 +64,7 @@ class PartitionWriter(Writer):
 
     @property
     def stored(self) -> int:
-        """Experiences in the memory (the storage's length is its highest written slot + 1)."""
+        """Experiences in the memory (with partitions, the storage's length is its capacity)."""
         return int(self.sizes.sum())
 
     def partition_of(self, values: np.ndarray) -> np.ndarray:
@@ -103,8 +103,10 @@ class PartitionWriter(Writer):
         index = torch.as_tensor(slots)
         self._storage.set(index, data, set_cursor=False)  # the length is ours to keep (below)
         self._storage._set_last_cursor(index)
-        # TorchRL reads the first len(storage) slots: keep it at the highest slot written + 1
-        self._storage._len = max(len(self._storage), int(slots.max()) + 1)
+        # TorchRL reads slots [0, len(storage)): a single FIFO's written prefix; with partitions,
+        # every slot (each partition fills from its own start; slicing would cost ~25 us a read)
+        readable = self._storage.max_size if self.partitions > 1 else int(slots.max()) + 1
+        self._storage._len = max(len(self._storage), readable)
         self._write_count += len(values)
         return index
 

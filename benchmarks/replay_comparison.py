@@ -1,0 +1,143 @@
+"""Uniform vs PR vs H-PR replay at MinAtar scale (the paper's Figure 4), and H-PR's partition
+count p: runs the configs over seeds, then writes learning curves and a table of the updates
+each needs to reach 90% of each teacher.
+
+    python benchmarks/replay_comparison.py run                    # 3 kinds x 3 seeds, ~3 min each
+    python benchmarks/replay_comparison.py run --kinds hpr_p10 hpr_p15   # partition sensitivity
+    python benchmarks/replay_comparison.py report                 # -> benchmarks/results/
+
+``run`` skips runs that already finished, so it can be stopped and started again. Kinds:
+``uniform``, ``pr``, ``hpr`` (configs/distill/minatar_<kind>.yaml) and ``hpr_p<N>`` (the H-PR
+config with N partitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLD = 90.0  # % of teacher
+
+
+def command(kind: str, seed: int, out: Path) -> list[str]:
+    config = "hpr" if kind.startswith("hpr") else kind
+    cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", f"configs/distill/minatar_{config}.yaml",
+           "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
+           "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", f"{kind}_s{seed}",
+           "--trainer.logger.init_args.version", "0", "--trainer.enable_checkpointing", "false"]
+    if kind.startswith("hpr_p"):
+        cmd += ["--data.init_args.replay.init_args.partitions", kind.removeprefix("hpr_p")]
+    return cmd
+
+
+def metrics_path(out: Path, kind: str, seed: int) -> Path:
+    return out / f"{kind}_s{seed}" / "version_0" / "metrics.csv"
+
+
+def read_curves(path: Path) -> dict[str, dict[int, float]]:
+    """{game: {update: % of teacher}} (updates counted from 1), plus 'geomean'."""
+    curves: dict[str, dict[int, float]] = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if value and key.startswith("eval/") and key.endswith("pct_teacher"):
+                    game = "geomean" if key == "eval/geomean_pct_teacher" else key.split("/")[2]
+                    curves.setdefault(game, {})[int(row["step"]) + 1] = float(value)
+    return curves
+
+
+def updates_to_reach(curve: dict[int, float], threshold: float = THRESHOLD) -> int | None:
+    return next((update for update, pct in sorted(curve.items()) if pct >= threshold), None)
+
+
+def run(args) -> None:
+    for kind in args.kinds:
+        for seed in args.seeds:
+            path = metrics_path(args.out, kind, seed)
+            if path.exists() and max(read_curves(path).get("geomean", {0: 0}), default=0) >= args.updates:
+                print(f"{kind} seed {seed}: done already")
+                continue
+            start = time.time()
+            log = args.out / f"{kind}_s{seed}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as f:
+                code = subprocess.call(command(kind, seed, args.out), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+            print(f"{kind} seed {seed}: exit {code} in {time.time() - start:.0f} s (log {log})", flush=True)
+
+
+def summarise(values: list[int | None]) -> str:
+    """Mean updates over the seeds that reached the threshold, and how many did."""
+    reached = [v for v in values if v is not None]
+    if not reached:
+        return "not reached"
+    text = f"{statistics.mean(reached):,.0f}"
+    return text if len(reached) == len(values) else f"{text} ({len(reached)}/{len(values)} seeds)"
+
+
+def report(args) -> None:
+    runs = {kind: [read_curves(metrics_path(args.out, kind, s)) for s in args.seeds
+                   if metrics_path(args.out, kind, s).exists()] for kind in args.kinds}
+    runs = {kind: curves for kind, curves in runs.items() if curves}
+    games = [g for g in next(iter(runs.values()))[0] if g != "geomean"] + ["geomean"]
+    args.results.mkdir(parents=True, exist_ok=True)
+    lines = [f"Updates to reach {THRESHOLD:.0f}% of the teacher (mean over the seeds that did; evaluations every "
+             f"500 updates, 32 episodes), and the mean best % of teacher.", "",
+             "| replay | seeds | " + " | ".join(games) + " |", "|---|---|" + "---|" * len(games)]
+    for kind, curves in runs.items():
+        cells = [summarise([updates_to_reach(c.get(g, {})) for c in curves]) for g in games]
+        lines.append(f"| {kind} | {len(curves)} | " + " | ".join(cells) + " |")
+    lines += ["", "| replay (best % of teacher) | " + " | ".join(games) + " |", "|---|" + "---|" * len(games)]
+    for kind, curves in runs.items():
+        cells = [f"{statistics.mean(max(c.get(g, {0: math.nan}).values()) for c in curves):.1f}" for g in games]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    (args.results / f"{args.name}.md").write_text(table + "\n")
+    print(table)
+    plot(runs, games, args.results / f"{args.name}.png")
+
+
+def plot(runs: dict, games: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(games), figsize=(4 * len(games), 3.4), sharex=True)
+    for ax, game in zip(axes, games):
+        for kind, curves in runs.items():
+            updates = sorted(set.intersection(*(set(c.get(game, {})) for c in curves)))
+            values = [[c[game][u] for c in curves] for u in updates]
+            ax.plot(updates, [statistics.mean(v) for v in values], label=kind)
+            ax.fill_between(updates, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
+        ax.axhline(THRESHOLD, color="gray", lw=0.8, ls="--")
+        ax.set_title(game if game != "geomean" else "geometric mean")
+        ax.set_xlabel("updates")
+    axes[0].set_ylabel("% of teacher (mean, min-max over seeds)")
+    axes[-1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--kinds", nargs="+", default=["uniform", "pr", "hpr"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--updates", type=int, default=6000, help="a run is finished when it evaluated here")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "replay_comparison")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--name", default="replay_comparison", help="file name of the report's table and plot")
+    args = parser.parse_args()
+    run(args) if args.action == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
