@@ -6,9 +6,10 @@ Measured per minibatch:
 
 - ``torchrl uniform``: ``ReplayBuffer(LazyTensorStorage, RandomSampler).sample(batch)``, the
   public path, on the same data;
-- ``H-PR``: what ``TaskMemory`` does per task and update: draw (partition share x rank),
-  importance weights, gather the rows, then write the new priorities (stale-guarded); the
-  re-sort every ``sort_every`` draws is included, amortised;
+- ``our uniform`` and ``H-PR``: what ``TaskMemory`` does per task and update: draw (uniform,
+  or partition share x rank), importance weights, gather the rows, then (H-PR) write the new
+  priorities, stale-guarded, and move each to its rank; the re-sort every ``sort_every`` draws
+  is included, amortised, from a state where every experience has had its own priority;
 - ``torchrl prioritized``: ``PrioritizedSampler`` sample + update, where its compiled
   extension loads (it does not with torch 2.13: reported, not measured);
 - one distillation update of the quick start's student (4 MinAtar tasks, 256 -> 128 shared
@@ -72,23 +73,26 @@ def main() -> None:
 
     from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-    from lightning_distill.replay import partitioned_buffer
+    from lightning_distill.replay import UniformReplay, partitioned_buffer
+    from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.replay.sampler import HierarchicalSampler
     from lightning_distill.replay.writer import PartitionWriter
+    from lightning_distill.tasks import Task
 
     total = args.partitions * args.capacity
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; memory of {args.partitions} x {args.capacity:,} = {total:,} experiences")
-    uniform = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"), sampler=RandomSampler())
-    hpr = partitioned_buffer(PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
-                             HierarchicalSampler(args.partitions, args.capacity, sort_every=args.sort_every, seed=0),
-                             batch_size=max(args.batch_sizes))
+    task, batch = Task("MinAtar/Breakout"), max(args.batch_sizes)
+    torchrl_uniform = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"), sampler=RandomSampler())
+    uniform = TaskMemory(UniformReplay(total).make_buffer(task, None, batch), task, batch, 1)
+    hpr = TaskMemory(partitioned_buffer(
+        PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
+        HierarchicalSampler(args.partitions, args.capacity, sort_every=args.sort_every, seed=0), batch), task, batch, 1)
     t0 = time.perf_counter()
-    fill(uniform, total, 0)
-    fill(hpr, total, 0)
-    print(f"filled both in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr.writer.sizes.tolist()}")
-    sampler, storage = hpr.sampler, hpr.storage
-    rng = np.random.default_rng(1)
+    for buffer in (torchrl_uniform, uniform.buffer, hpr.buffer):
+        fill(buffer, total, 0)
+    print(f"filled in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr.buffer.writer.sizes.tolist()}")
+    sampler, rng = hpr.buffer.sampler, np.random.default_rng(1)
     # as in training: every experience has had its own |delta|, so rank order is no longer slot order
     sampler.update_priority(np.arange(total), rng.random(total))
     sampler.sort_ranks()
@@ -101,42 +105,43 @@ def main() -> None:
     try:
         from torchrl.data import PrioritizedSampler
 
-        prioritized = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"),
-                                   sampler=PrioritizedSampler(total, alpha=0.7, beta=0.5))
-        fill(prioritized, total, 0)
+        torchrl_prioritized = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"),
+                                           sampler=PrioritizedSampler(total, alpha=0.7, beta=0.5))
+        fill(torchrl_prioritized, total, 0)
     except Exception as exc:  # the compiled extension is missing
-        prioritized = None
+        torchrl_prioritized = None
         print(f"torchrl prioritized: unavailable ({str(exc).splitlines()[0][:90]})")
 
-    def hpr_step(batch_size: int):
-        slots, info = sampler.sample(storage, batch_size)
-        batch = storage.get(slots)
-        sampler.update_priority(slots, rng.random(batch_size), generation=info["index_generation"])
-        return batch
+    def memory_step(memory: TaskMemory, batch_size: int):
+        memory.batch_size = batch_size
+        minibatch = memory.sample()
+        memory.update_priority(minibatch["index"], torch.rand(batch_size))
 
-    def prioritized_step(batch_size: int):
-        batch, info = prioritized.sample(batch_size, return_info=True)
-        prioritized.update_priority(info["index"], torch.rand(batch_size))
-        return batch
+    def torchrl_prioritized_step(batch_size: int):
+        _, info = torchrl_prioritized.sample(batch_size, return_info=True)
+        torchrl_prioritized.update_priority(info["index"], torch.rand(batch_size))
 
     update_time = distillation_update_time(args.calls // 4)
     results: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for batch_size in args.batch_sizes:
-            kinds = {"torchrl uniform": lambda: uniform.sample(batch_size), "H-PR": lambda: hpr_step(batch_size)}
-            if prioritized is not None:
-                kinds["torchrl prioritized"] = lambda: prioritized_step(batch_size)
+            kinds = {"torchrl uniform": lambda: torchrl_uniform.sample(batch_size),
+                     "our uniform": lambda: memory_step(uniform, batch_size),
+                     "H-PR": lambda: memory_step(hpr, batch_size)}
+            if torchrl_prioritized is not None:
+                kinds["torchrl prioritized"] = lambda: torchrl_prioritized_step(batch_size)
             for name, fn in kinds.items():
                 results.setdefault((name, batch_size), []).append(time_per_call(fn, args.calls))
     print(f"\none distillation update (4 MinAtar tasks x 32, 256/128 student): {update_time * 1e3:.2f} ms")
-    print(f"{'batch':>5} {'kind':<20} {'us/minibatch':>13} {'minibatches/s':>14} {'x uniform':>10} {'4 tasks / update':>17}")
+    print(f"{'batch':>5} {'kind':<20} {'us/minibatch':>13} {'minibatches/s':>14} {'x torchrl uniform':>18} "
+          f"{'4 tasks / update':>17}")
     for batch_size in args.batch_sizes:
         base = statistics.median(results[("torchrl uniform", batch_size)])
         for (name, size), times in results.items():
             if size == batch_size:
                 t = statistics.median(times)
                 share = f"{4 * t / update_time:.1%}" if batch_size == 32 else ""
-                print(f"{batch_size:>5} {name:<20} {t * 1e6:>13.1f} {1 / t:>14,.0f} {t / base:>10.2f} {share:>17}")
+                print(f"{batch_size:>5} {name:<20} {t * 1e6:>13.1f} {1 / t:>14,.0f} {t / base:>18.2f} {share:>17}")
 
 
 def distillation_update_time(calls: int) -> float:

@@ -1,6 +1,8 @@
 """The paper's Atari distillation configs parse, start and run a few hundred steps on this CPU
 (budgets shrunk through the CLI, teachers written here as CleanRL files)."""
 
+import copy
+
 import pytest
 import torch
 import yaml
@@ -62,3 +64,56 @@ def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, 
     (checkpoint,) = (tmp_path / f"atari10_{name}").glob("version_0/checkpoints/last.ckpt")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert state["global_step"] == 60
+
+
+ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smoke run
+    "uniform": ["--data.init_args.replay.init_args.capacity", "2000"],
+    "pr": ["--data.init_args.replay.init_args.capacity", "2000"],
+    "hpr": ["--data.init_args.replay.init_args.partition_capacity", "400",
+            "--data.init_args.replay.init_args.value_steps", "64"],
+}
+
+
+def atari4_config(kind: str, capsys) -> dict:
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(REPO / f"configs/distill/atari4_{kind}.yaml"), "--print_config")
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("kind", ATARI4)
+def test_atari4_replay_configs_have_the_papers_games_and_memories(kind, capsys):
+    config = atari4_config(kind, capsys)
+    data = config["data"]["init_args"]
+    assert [t["id"] for t in data["tasks"]] == ["ALE/Breakout", "ALE/Freeway", "ALE/Pong", "ALE/Qbert"]
+    replay = data["replay"]["init_args"]
+    if kind == "hpr":
+        assert (replay["partitions"], replay["partition_capacity"]) == (5, 200_000)
+    else:
+        assert replay["capacity"] == 500_000
+    if kind == "uniform":  # the kinds differ in data.replay (and the run's name) only
+        for other in ("pr", "hpr"):
+            assert without_replay(atari4_config(other, capsys)) == without_replay(config)
+
+
+def without_replay(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    del config["data"]["init_args"]["replay"], config["trainer"]["logger"]["init_args"]["name"]
+    return config
+
+
+@pytest.mark.parametrize("kind", ATARI4)
+def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
+    teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
+    run_cli(
+        "fit", "--config", str(REPO / f"configs/distill/atari4_{kind}.yaml"),
+        "--data.init_args.teachers", yaml.safe_dump(teachers, default_flow_style=True).strip(),
+        *ATARI4[kind],
+        "--data.init_args.learning_starts", "64",
+        "--data.init_args.evaluation.steps", "100",
+        "--trainer.max_steps", "60",
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    )
+    (checkpoint,) = (tmp_path / f"atari4_{kind}").glob("version_0/checkpoints/last.ckpt")
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 60

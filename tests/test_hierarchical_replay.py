@@ -16,7 +16,7 @@ from lightning_distill.replay import (
     partitioned_buffer,
 )
 from lightning_distill.replay.memory import TaskMemory
-from lightning_distill.replay.sampler import HierarchicalSampler
+from lightning_distill.replay.sampler import HierarchicalSampler, SortedIndex
 from lightning_distill.replay.writer import PartitionWriter
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
@@ -216,7 +216,8 @@ def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occup
     buffer.sampler.update_priority(sampled, torch.full((4,), 0.01), generation=info["index_generation"])
     assert np.all(buffer.sampler.priority == pytest.approx(0.5))
     # the same through the data module's memory, whose index carries the generation
-    memory = TaskMemory(PrioritizedReplay(capacity=4), Task("CartPole-v1"), None, batch_size=4, num_envs=4)
+    task = Task("CartPole-v1")
+    memory = TaskMemory(PrioritizedReplay(capacity=4).make_buffer(task, None, 4), task, batch_size=4, num_envs=4)
     add = lambda: memory.add(np.zeros((4, 4), np.float32), torch.zeros(4, 2), torch.zeros(4), np.ones(4, bool))
     add()
     batch = memory.sample()
@@ -280,3 +281,12 @@ def test_the_value_range_is_measured_by_playing_the_teacher():
     assert 0 <= low < high < 20  # Breakout's returns are small positive numbers
     buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(task, teacher, 4, seed=0)
     assert buffer.writer.value_range == (low, high)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_the_blocked_search_finds_what_numpy_searchsorted_finds(side):
+    rng = np.random.default_rng(6)
+    values = np.sort(np.round(rng.normal(size=1000), 1))  # many ties
+    index = SortedIndex(values, block=64)
+    queries = np.concatenate([rng.normal(size=500), values[::7], [-9.0, 9.0, values[0], values[-1]]])
+    assert np.array_equal(index.searchsorted(queries, side), np.searchsorted(values, queries, side=side))

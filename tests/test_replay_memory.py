@@ -27,7 +27,7 @@ def test_frame_pool_frees_unreferenced_frames_and_keeps_content_when_growing():
 def test_atari_memory_stores_each_frame_once_and_returns_the_exact_stacks():
     task = Task("ALE/Breakout")
     num_envs, capacity = 2, 200
-    memory = TaskMemory(UniformReplay(capacity), task, None, batch_size=64, num_envs=num_envs)
+    memory = TaskMemory(UniformReplay(capacity).make_buffer(task, None, 64), task, batch_size=64, num_envs=num_envs)
     env = make_vec_env(task, num_envs, seed=3)
     rng = np.random.default_rng(0)
     stored: dict[int, np.ndarray] = {}  # slot -> the stack written there
@@ -51,7 +51,7 @@ def test_atari_memory_stores_each_frame_once_and_returns_the_exact_stacks():
 
 def test_minatar_memory_keeps_observations_in_the_buffer():
     task = Task("MinAtar/Breakout")
-    memory = TaskMemory(UniformReplay(50), task, None, batch_size=8, num_envs=1)
+    memory = TaskMemory(UniformReplay(50).make_buffer(task, None, 8), task, batch_size=8, num_envs=1)
     obs = np.ones((1, *task.obs_shape), dtype=np.uint8)
     memory.add(obs, torch.ones(1, 6), torch.ones(1), np.ones(1, dtype=bool))
     batch = memory.sample()

@@ -92,7 +92,8 @@ class DistillDataModule(RLDataModule):
 
             self.envs = [make_vec_env(t, self.num_envs, seed=self.seed + 1000 * i) for i, t in enumerate(self._tasks)]
             self.memories = [
-                TaskMemory(self.replay, task, teacher, self.batch_size, self.num_envs, seed=self.seed + 1000 * i)
+                TaskMemory(self.replay.make_buffer(task, teacher, self.batch_size, seed=self.seed + 1000 * i),
+                           task, self.batch_size, self.num_envs)
                 for i, (task, teacher) in enumerate(zip(self._tasks, self.teachers))
             ]
             self._obs = [env.reset() for env in self.envs]

@@ -43,16 +43,15 @@ class Replay(ABC):
 
     ``make_buffer`` builds one task's TorchRL buffer. Entries are TensorDicts with the
     teacher's ``q_teacher`` and ``value`` (V(s) = max_a Q_T(s, a)) computed at insertion, plus
-    either ``obs`` or nothing (when frames are stored apart, see ``frames``). Samplers that
-    prioritise read ``update_priority(index, priority)`` after every update; samplers that
-    importance-weight return ``_weight`` with the sample.
+    either ``obs`` or nothing (when frames are stored apart, see ``frames``). The sampler
+    returns importance weights (``_weight``) and, unless uniform, reads
+    ``update_priority(index, priority)`` after every update.
 
     All three kinds are modes of one component (spec section 6): a ``PartitionWriter``
     (partitions by V, each a FIFO) and a ``HierarchicalSampler``.
     """
 
     capacity: int  # buffer slots per task
-    prioritized: bool = False  # whether the sampler reads priorities after each update
 
     @abstractmethod
     def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
@@ -102,8 +101,6 @@ class PrioritizedReplay(Replay):
         sort_every: updates between two re-sorts of the rank order (``K``): between them, new
             experiences enter at the top ranks and updated priorities wait for the next sort.
     """
-
-    prioritized = True
 
     def __init__(self, capacity: int = 500_000, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
                  beta_updates: int = 1_000_000, sort_every: int = 1000) -> None:

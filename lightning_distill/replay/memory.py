@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from lightning_distill.replay import Replay
 from lightning_distill.replay.frames import FrameStacks
 from lightning_distill.tasks import Task
 
@@ -17,22 +16,26 @@ class TaskMemory:
     """A TorchRL buffer of ``q_teacher`` and ``value`` per experience, plus the observations:
     inside the buffer (``obs``), or for Atari as frame ids into a ``FrameStacks`` pool.
 
+    ``buffer`` comes from a ``Replay`` kind's ``make_buffer`` (a ``PartitionWriter`` and a
+    ``HierarchicalSampler`` over a TorchRL storage).
+
     The frame ids of each buffer slot are kept here (``slot_frames``): when the buffer's
     writer reuses a slot, the ids it held lose a reference, whatever order the writer
     evicts in.
     """
 
-    def __init__(self, replay: Replay, task: Task, teacher, batch_size: int, num_envs: int, seed: int = 0) -> None:
+    def __init__(self, buffer, task: Task, batch_size: int, num_envs: int) -> None:
         self.task = task
         self.batch_size = batch_size
-        self.buffer = replay.make_buffer(task, teacher, batch_size, seed)
-        self.slots = replay.capacity
-        self.prioritized = replay.prioritized
+        self.buffer = buffer
+        self.slots = buffer.storage.max_size
+        self.prioritized = not buffer.sampler.uniform
+        self._columns: tuple[object, dict] | None = None  # the storage's tensors, by key
         self.frames: FrameStacks | None = None
         if task.backend == "atari":
             stack, *frame_shape = task.obs_shape
             self.frames = FrameStacks(num_envs, stack, tuple(frame_shape))
-            self.slot_frames = np.full((replay.capacity, stack), -1, dtype=np.int64)
+            self.slot_frames = np.full((self.slots, stack), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         """Experiences stored (for H-PR, ``len(buffer)`` is its capacity: every slot is readable)."""
@@ -66,15 +69,23 @@ class TaskMemory:
         a sample and its priority update; the update is then dropped, not given to the new
         occupant.
 
-        Calls the buffer's sampler and storage directly: ``ReplayBuffer.sample`` adds ~100 us
-        of locking and transform handling that this path does not need."""
+        Calls the buffer's sampler directly and indexes the storage's tensors one by one:
+        ``ReplayBuffer.sample`` adds ~100 us of locking and transform handling, and indexing
+        the stored TensorDict ~20 us of shape bookkeeping, that this path does not need."""
         slot, info = self.buffer.sampler.sample(self.buffer.storage, self.batch_size)
-        batch = self.buffer.storage.get(slot)
+        batch = TensorDict({key: column[slot] for key, column in self.columns().items()}, batch_size=[len(slot)])
         batch["index"] = slot + self.slots * torch.as_tensor(info["index_generation"])
         if self.frames is not None:
             batch["obs"] = self.frames.pool.gather(self.slot_frames[slot.numpy()])
         batch["weight"] = torch.as_tensor(info["_weight"])
         return batch
+
+    def columns(self) -> dict:
+        """The storage's tensor per key (cached; ``buffer.loads`` may replace the storage's)."""
+        stored = self.buffer.storage._storage
+        if self._columns is None or self._columns[0] is not stored:
+            self._columns = (stored, dict(stored.items()))
+        return self._columns[1]
 
     def slot_of(self, index: torch.Tensor) -> torch.Tensor:
         """The buffer slot of each ``index`` from ``sample``."""
