@@ -290,3 +290,33 @@ def test_the_blocked_search_finds_what_numpy_searchsorted_finds(side):
     index = SortedIndex(values, block=64)
     queries = np.concatenate([rng.normal(size=500), values[::7], [-9.0, 9.0, values[0], values[-1]]])
     assert np.array_equal(index.searchsorted(queries, side), np.searchsorted(values, queries, side=side))
+
+
+def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_loss():
+    import lightning.pytorch as pl
+
+    from lightning_distill.data import DistillDataModule
+    from lightning_distill.modules import Distillation
+
+    tasks = [{"id": "MinAtar/Breakout"}, {"id": "MinAtar/Freeway"}]
+    replay = HierarchicalReplay(partitions=3, partition_capacity=500, value_steps=200, sort_every=10)
+    data = DistillDataModule(tasks, ["bundled:minatar/breakout", "bundled:minatar/freeway"], replay=replay,
+                             num_envs=2, learning_starts=100, train_freq=1, seed=0)
+    model = Distillation(tasks=data.tasks, hidden=[32], lr=1e-3)
+    weights = []
+    original = model.training_step
+
+    def spy(batch, batch_idx):
+        weights.append(torch.cat([minibatch["weight"] for minibatch in batch]))
+        return original(batch, batch_idx)
+
+    model.training_step = spy
+    pl.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, limit_val_batches=0, max_epochs=-1).fit(model, datamodule=data)
+    for memory in data.memories:
+        sampler = memory.buffer.sampler
+        assert sampler.samples >= 40 and memory.buffer.writer.sizes.sum() == len(memory) >= 100
+        stored = np.concatenate([np.arange(j * 500, j * 500 + n) for j, n in enumerate(sampler.sizes)])
+        assert len(np.unique(sampler.priority[stored])) >= 20  # |delta|s written back (new ones share the max)
+    weights = torch.stack(weights)
+    assert weights.max() == 1.0 and weights.min() < 1.0  # importance weights reach the loss

@@ -241,8 +241,9 @@ class HierarchicalSampler(Sampler):
 
         The ranked order is nearly sorted already, which a stable sort exploits."""
         C = self.capacity
-        ring = self.order.reshape(self.partitions, C)
-        ranked = np.stack([np.roll(ring[j], -self.head[j]) for j in range(self.partitions)])  # slots by rank
+        positions = self.head[:, None] + np.arange(C)[None, :]
+        positions -= C * (positions >= C)  # each partition's ring read from its head
+        ranked = np.take_along_axis(self.order.reshape(self.partitions, C), positions, axis=1)  # slots by rank
         key = -self.priority[ranked]
         key[np.arange(C)[None, :] >= self.sizes[:, None]] = np.inf  # empty slots stay below the stored ones
         if self.sizes.any():
