@@ -14,11 +14,17 @@ Each sample's weight is ``w = (N * P_j * P_j[r])^-beta / max w`` (``N`` the expe
 memory), with ``beta`` annealed linearly to ``beta_final``.
 
 Rank order: each partition keeps its slots in rank order (``order``, a ring whose start is
-``head``). A new experience enters at rank 1 (the maximum priority, so it is seen soon); the
-ranks of the others then shift by one, exactly, except one: the lowest-ranked experience
-takes the evicted one's place. Priority updates are written at once but the order is
-re-sorted by priority only every ``sort_every`` samples (Schaul et al.'s approximation; a
-stable sort of the nearly sorted order costs ~2 ms per 200k). Everything else is exact.
+``head``), re-sorted by priority every ``sort_every`` samples (``K``, Schaul et al.'s
+approximation; ~40 ms at 1M experiences). Between sorts:
+
+- a new experience enters at rank 1 with the maximum priority (so it is seen soon), and the
+  other ranks shift down by one, as in an exact sort, except that the lowest-ranked
+  experience of a full partition takes the evicted one's place;
+- an updated priority moves its experience at once to the rank that priority had at the last
+  sort, swapping places with the experience there (the O(1) stand-in for the sift of Schaul
+  et al.'s heap).
+
+Draws, probabilities and weights are exact for the order held.
 
 Special cases: ``partitions=1`` is rank-based PR; ``uniform=True`` ignores priorities and
 draws uniformly over all stored experiences (the spec's "one partition per experience").
