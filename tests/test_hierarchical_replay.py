@@ -16,7 +16,7 @@ from lightning_distill.replay import (
     partitioned_buffer,
 )
 from lightning_distill.replay.memory import TaskMemory
-from lightning_distill.replay.sampler import HierarchicalSampler, SortedIndex
+from lightning_distill.replay.sampler import HierarchicalSampler
 from lightning_distill.replay.writer import PartitionWriter
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
@@ -281,15 +281,6 @@ def test_the_value_range_is_measured_by_playing_the_teacher():
     assert 0 <= low < high < 20  # Breakout's returns are small positive numbers
     buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(task, teacher, 4, seed=0)
     assert buffer.writer.value_range == (low, high)
-
-
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_the_blocked_search_finds_what_numpy_searchsorted_finds(side):
-    rng = np.random.default_rng(6)
-    values = np.sort(np.round(rng.normal(size=1000), 1))  # many ties
-    index = SortedIndex(values, block=64)
-    queries = np.concatenate([rng.normal(size=500), values[::7], [-9.0, 9.0, values[0], values[-1]]])
-    assert np.array_equal(index.searchsorted(queries, side), np.searchsorted(values, queries, side=side))
 
 
 def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_loss():

@@ -43,26 +43,6 @@ from lightning_distill.errors import ConfigError
 from lightning_distill.replay.writer import check_layout
 
 
-class SortedIndex:
-    """``np.searchsorted`` over a large sorted array in two cache-friendly steps: a search in
-    every ``block``-th element (small enough to stay in cache), then a count inside one block
-    of ``block`` neighbours. A plain binary search over 1M floats misses the cache ~15 times a
-    query once the replay's storage traffic has evicted it."""
-
-    def __init__(self, values: np.ndarray, block: int = 64) -> None:
-        self.values, self.block = values, block
-        self.coarse = values[block - 1::block].copy()  # the last element of every full block
-        self.offsets = np.arange(block)
-
-    def searchsorted(self, queries: np.ndarray, side: str) -> np.ndarray:
-        start = np.searchsorted(self.coarse, queries, side=side) * self.block
-        window = np.minimum(start[:, None] + self.offsets, len(self.values) - 1)
-        inside = self.values[window]
-        below = inside < queries[:, None] if side == "left" else inside <= queries[:, None]
-        below &= start[:, None] + self.offsets < len(self.values)
-        return start + below.sum(axis=1)
-
-
 class HierarchicalSampler(Sampler):
     """Samples slots of a ``PartitionWriter`` storage (partition ``j`` = slots ``[j*C, (j+1)*C)``).
 
@@ -93,7 +73,6 @@ class HierarchicalSampler(Sampler):
         self.window, self.sort_every, self.uniform = window, sort_every, uniform
         # sum_{t <= r} t^-alpha for r = 1..C: the unnormalised rank CDF of every partition
         self.rank_mass = np.cumsum(np.arange(1, capacity + 1, dtype=np.float64) ** -alpha)
-        self._rank_index = SortedIndex(self.rank_mass)
         self._seed = seed
         self._empty()
 
@@ -117,14 +96,6 @@ class HierarchicalSampler(Sampler):
         self.max_priority = 1.0
         self.samples = 0
         self.rng = np.random.default_rng(self._seed)
-
-    @property
-    def sorted_key(self) -> np.ndarray:
-        return self._key_index.values
-
-    @sorted_key.setter
-    def sorted_key(self, values: np.ndarray) -> None:
-        self._key_index = SortedIndex(values)
 
     _ARRAYS = ("priority", "generation", "order", "pos", "head", "sizes", "sorted_key", "sorted_sizes", "inserted",
                "recent", "visits")
@@ -237,7 +208,7 @@ class HierarchicalSampler(Sampler):
         part = np.searchsorted(visits, u_part * visits[-1], side="right")
         size = self.sizes[part]
         total_mass = self.rank_mass[size - 1]
-        rank = np.minimum(self._rank_index.searchsorted(u_rank * total_mass, side="right"), size - 1)
+        rank = np.minimum(np.searchsorted(self.rank_mass, u_rank * total_mass, side="right"), size - 1)
         slots = self.order[part * self.capacity + (self.head[part] + rank) % self.capacity]
         prob = self.visits[part] / (visits[-1] * total_mass) * (rank + 1.0) ** -self.alpha
         return slots, prob
@@ -298,7 +269,7 @@ class HierarchicalSampler(Sampler):
         part = slots // C
         placed = np.minimum(self.sorted_sizes, C - self.inserted)[part]  # sorted positions still in place
         p = priority.astype(np.float64)
-        target = self._key_index.searchsorted(part + 1.0 - p / (1.0 + p), side="left")
+        target = np.searchsorted(self.sorted_key, part + 1.0 - p / (1.0 + p), side="left")
         target = np.clip(target, part * C, part * C + placed - 1)
         source = self.pos[slots].astype(np.int64)
         move = (placed > 0) & (target != source)
