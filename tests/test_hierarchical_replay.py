@@ -162,14 +162,16 @@ def test_new_experiences_enter_at_the_top_rank_with_the_maximum_priority():
     assert sampler.priority[sampler.order[0]] == pytest.approx(5.0)
 
 
-def test_an_updated_priority_moves_its_experience_to_its_rank_before_the_next_sort():
-    buffer = make_buffer(partitions=1, capacity=100, sort_every=1000)
+def test_updated_priorities_move_their_experiences_to_their_ranks_before_the_next_sort():
+    buffer = make_buffer(partitions=1, capacity=100, sort_every=1000, move_every=2)
     slots = insert(buffer, [0.0] * 100)
     buffer.sampler.update_priority(torch.as_tensor(slots), torch.linspace(2, 1, 100))  # slot k: rank k
     buffer.sampler.sort_ranks()
     sampler = buffer.sampler
     top = sampler.order[0]
     sampler.update_priority(torch.as_tensor([top]), torch.tensor([1.5]))  # it now belongs at rank ~50
+    assert sampler.order[0] == top  # moves wait for move_every minibatches' updates
+    sampler.update_priority(torch.as_tensor([sampler.order[99]]), torch.tensor([1.01]))  # already there
     assert abs(int(sampler.pos[top]) - 50) <= 1
     assert sampler.order[0] != top and sorted(sampler.order.tolist()) == list(range(100))
 

@@ -103,7 +103,7 @@ class PrioritizedReplay(Replay):
     """
 
     def __init__(self, capacity: int = 500_000, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
-                 beta_updates: int = 1_000_000, sort_every: int = 1000) -> None:
+                 beta_updates: int = 1_000_000, sort_every: int = 5000) -> None:
         if capacity < 1:
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
@@ -146,7 +146,7 @@ class HierarchicalReplay(PrioritizedReplay):
     """
 
     def __init__(self, partitions: int = 5, partition_capacity: int = 200_000, alpha: float = 0.7,
-                 beta: float = 0.5, beta_final: float = 1.0, beta_updates: int = 1_000_000, sort_every: int = 1000,
+                 beta: float = 0.5, beta_final: float = 1.0, beta_updates: int = 1_000_000, sort_every: int = 5000,
                  window: int = 100_000, value_steps: int = 10_000) -> None:
         if partitions < 1 or partition_capacity < 1 or value_steps < 1:
             raise ConfigError(f"partitions, partition_capacity and value_steps must be >= 1, got "
