@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=5)
     parser.add_argument("--capacity", type=int, default=200_000, help="experiences per partition")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
-    parser.add_argument("--sort-every", type=int, default=1000)
+    parser.add_argument("--sort-every", type=int, default=5000, help="K, as the replay kinds' default")
     parser.add_argument("--calls", type=int, default=2000, help="minibatches per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
