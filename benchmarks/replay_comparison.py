@@ -6,7 +6,8 @@ each needs to reach 90% of each teacher.
     python benchmarks/replay_comparison.py run --kinds hpr_p10 hpr_p15   # partition sensitivity
     python benchmarks/replay_comparison.py report                 # -> benchmarks/results/
 
-``run`` skips runs that already finished, so it can be stopped and started again. Kinds:
+``run`` skips runs that already finished and starts interrupted ones again from scratch, so it
+can be stopped and started again. Kinds:
 ``uniform``, ``pr``, ``hpr`` (configs/distill/minatar_<kind>.yaml) and ``hpr_p<N>`` (the H-PR
 config with N partitions).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +65,9 @@ def run(args) -> None:
             if path.exists() and max(read_curves(path).get("geomean", {0: 0}), default=0) >= args.updates:
                 print(f"{kind} seed {seed}: done already")
                 continue
+            if path.parent.exists():  # an interrupted run: start it again from scratch
+                shutil.rmtree(path.parent.parent)
+                print(f"{kind} seed {seed}: unfinished, starting it again")
             start = time.time()
             log = args.out / f"{kind}_s{seed}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
