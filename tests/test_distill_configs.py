@@ -48,22 +48,28 @@ def test_atari10_config_has_the_papers_settings(name, capsys):
     assert epsilon["init_args"] == {"start": 1.0, "end": 0.1, "decay_steps": 1_000_000}
 
 
-@pytest.mark.parametrize("name", ATARI10)
-def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
+def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[str], tmp_path) -> None:
+    """Fit an Atari config for 60 updates x 4 steps = 240 steps per game (after 64 to fill) and
+    check that its last checkpoint holds them."""
     run_cli(
-        "fit", "--config", str(REPO / f"configs/distill/atari10_{name}.yaml"),
-        "--data.init_args.teachers", yaml.safe_dump(atari10_teachers, default_flow_style=True).strip(),
-        "--data.init_args.replay.init_args.capacity", "2000",
+        "fit", "--config", str(REPO / f"configs/distill/{config}.yaml"),
+        "--data.init_args.teachers", yaml.safe_dump(teachers, default_flow_style=True).strip(),
+        *overrides,
         "--data.init_args.learning_starts", "64",
         "--data.init_args.evaluation.steps", "100",
-        "--trainer.max_steps", "60",  # 60 updates x 4 steps = 240 steps per game (after 64 to fill)
+        "--trainer.max_steps", "60",
         "--trainer.logger.init_args.save_dir", str(tmp_path),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
     )
-    (checkpoint,) = (tmp_path / f"atari10_{name}").glob("version_0/checkpoints/last.ckpt")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    assert state["global_step"] == 60
+    (checkpoint,) = (tmp_path / config).glob("version_0/checkpoints/last.ckpt")
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 60
+
+
+@pytest.mark.parametrize("name", ATARI10)
+def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
+    run_a_few_hundred_steps(f"atari10_{name}", atari10_teachers,
+                            ["--data.init_args.replay.init_args.capacity", "2000"], tmp_path)
 
 
 ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smoke run
@@ -104,16 +110,4 @@ def without_replay(config: dict) -> dict:
 @pytest.mark.parametrize("kind", ATARI4)
 def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
     teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
-    run_cli(
-        "fit", "--config", str(REPO / f"configs/distill/atari4_{kind}.yaml"),
-        "--data.init_args.teachers", yaml.safe_dump(teachers, default_flow_style=True).strip(),
-        *ATARI4[kind],
-        "--data.init_args.learning_starts", "64",
-        "--data.init_args.evaluation.steps", "100",
-        "--trainer.max_steps", "60",
-        "--trainer.logger.init_args.save_dir", str(tmp_path),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-    )
-    (checkpoint,) = (tmp_path / f"atari4_{kind}").glob("version_0/checkpoints/last.ckpt")
-    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 60
+    run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path)
