@@ -158,6 +158,7 @@ class GymVecEnv(VecEnv):
         render_mode = "rgb_array" if render else None
         if render and "DISPLAY" not in os.environ:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame (classic control) off-screen
+            os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo: headless OpenGL (glfw needs a display)
 
         def make(rank: int):
             def thunk():

@@ -92,6 +92,8 @@ class Task:
         max_episode_steps: truncate episodes after this many agent steps. ``None``: 27,000 for
             Atari (108k frames), the gymnasium registry's value elsewhere.
         env_kwargs: extra keyword arguments for ``gymnasium.make`` (gymnasium tasks only).
+        reward: a reward variant of ``lightning_distill.rewards`` (gymnasium tasks only), e.g.
+            ``reacher_similar``: the same env with a changed reward, a REPAINT source task.
     """
 
     id: str
@@ -100,6 +102,7 @@ class Task:
     full_action_space: bool = False
     max_episode_steps: int | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    reward: str | None = None
 
     def __post_init__(self) -> None:
         self.backend  # noqa: B018 - validates the id now, with a one-line error
@@ -113,6 +116,10 @@ class Task:
             raise TaskError(f"task {self.id!r} is a gymnasium task: sticky_action_prob is for ALE/ and MinAtar/ tasks")
         if self.full_action_space and self.backend != "atari":
             raise TaskError(f"full_action_space is for ALE/ tasks only, not {self.id!r}")
+        if self.reward is not None:
+            from lightning_distill.rewards import check_reward_variant
+
+            check_reward_variant(self.reward, self.id)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -231,6 +238,15 @@ class Task:
         return int(self._gym_probe[2].shape[0])
 
     @property
+    def action_bounds(self) -> tuple[list[float], list[float]]:
+        """Continuous tasks: (low, high) per action dimension; a Gaussian policy's samples are
+        clipped to them before the env sees them."""
+        if self.discrete:
+            raise TaskError(f"task {self.id!r} has discrete actions: it has no action bounds")
+        space = self._gym_probe[2]
+        return [float(x) for x in space.low], [float(x) for x in space.high]
+
+    @property
     def union_size(self) -> int:
         """Size of the union action space this task's actions map into."""
         return {"atari": ATARI_UNION_SIZE, "minatar": MINATAR_UNION_SIZE}.get(self.backend, self.num_actions)
@@ -264,8 +280,13 @@ class Task:
             return 108_000 // ATARI_FRAME_SKIP
         return None
 
+    @property
+    def label(self) -> str:
+        """The id, with the reward variant where there is one: ``Reacher-v5[reacher_similar]``."""
+        return self.id if self.reward is None else f"{self.id}[{self.reward}]"
+
     def __str__(self) -> str:
-        return self.id
+        return self.label
 
 
 def make_gym_env(task: Task, render_mode: str | None = None):
@@ -288,4 +309,9 @@ def make_gym_env(task: Task, render_mode: str | None = None):
         kwargs["max_episode_steps"] = task.max_episode_steps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MinAtar v0 "out of date" notice: v0 is the 6-action set we want
-        return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
+        env = gymnasium.make(env_id, disable_env_checker=True, **kwargs)
+    if task.reward is not None:
+        from lightning_distill.rewards import VariantReward
+
+        env = VariantReward(env, task.reward)
+    return env

@@ -32,7 +32,7 @@ def main() -> None:
     registry = json.loads(registry_path.read_text()) if registry_path.exists() else {}
     registry[args.name] = {
         "file": file,
-        "task": teacher.task.id,
+        "task": teacher.task.label,
         "score": round(result.mean, 2),
         "score_std": round(result.std, 2),
         "score_protocol": f"{result.count} episodes, epsilon {SCORE_BUDGET.epsilon}, seed {SCORE_BUDGET.seed}",

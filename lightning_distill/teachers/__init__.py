@@ -1,7 +1,9 @@
 """Teachers: trained agents, frozen, behind one interface, from any of the formats people have.
 
-A Q-teacher (DQN) gives Q-values over its task's own actions and ``V(s) = max_a Q(s, a)``,
-the state value that H-PR partitions the replay by.
+A Q-teacher (``Teacher``, from DQN) gives Q-values over its task's own actions and
+``V(s) = max_a Q(s, a)``, the state value that H-PR partitions the replay by. A policy teacher
+(``PolicyTeacher``, from PPO) gives its action distribution ``pi_T(.|s)`` and its critic's
+``V(s)``: what REPAINT's kickstarting and instance transfer use. Both ``act`` greedily.
 """
 
 from __future__ import annotations
@@ -49,6 +51,43 @@ class Teacher(nn.Module):
         return self.q_values(obs).argmax(dim=-1)
 
 
+class PolicyTeacher(nn.Module):
+    """A frozen actor-critic for one task: ``distribution``, ``value``, greedy ``act``."""
+
+    def __init__(self, network: nn.Module, task: Task) -> None:
+        super().__init__()
+        self.network = network  # a lightning_distill.policies.ActorCritic
+        self.task = task
+        self.eval().requires_grad_(False)
+        if not task.discrete:
+            low, high = task.action_bounds
+            self.register_buffer("action_low", torch.tensor(low), persistent=False)
+            self.register_buffer("action_high", torch.tensor(high), persistent=False)
+
+    def train(self, mode: bool = True) -> "PolicyTeacher":
+        return super().train(False)
+
+    @torch.no_grad()
+    def distribution(self, obs: torch.Tensor):
+        """``pi_T(.|s)`` as a ``policies.ActionDist``."""
+        return self.network.distribution(obs)
+
+    forward = distribution
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """The teacher's critic, ``V_T(s)``, shape [batch]."""
+        return self.network.value(obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action (a Gaussian's mean clipped to the action bounds)."""
+        action = self.network.distribution(obs).mode()
+        if not self.task.discrete:
+            action = torch.max(torch.min(action, self.action_high), self.action_low)
+        return action
+
+
 def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
     """The one-line error for a teacher whose actions or inputs differ from its task's."""
     return CheckpointError(
@@ -59,7 +98,8 @@ def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input:
 
 def check_fits(task: Task, expected: Task, source: str) -> None:
     """Fail with one line when a teacher's actions or inputs differ from the task's."""
-    if task.num_actions != expected.num_actions or tuple(task.obs_shape) != tuple(expected.obs_shape):
+    if (task.discrete != expected.discrete or task.num_actions != expected.num_actions
+            or tuple(task.obs_shape) != tuple(expected.obs_shape)):
         raise mismatch_error(source, expected, task.num_actions, str(tuple(task.obs_shape)))
 
 
@@ -86,9 +126,10 @@ def resolve_teacher_path(ref: str | Path) -> Path:
     return BUNDLED_DIR / registry[name]["file"]
 
 
-def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher:
-    """A frozen teacher from this project's DQN checkpoint, a bundled teacher, an SB3 ``.zip``
-    or a CleanRL ``.cleanrl_model``.
+def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher | PolicyTeacher:
+    """A frozen teacher from this project's DQN or PPO checkpoint, a bundled teacher, an SB3
+    ``.zip`` (DQN: a Q-teacher; PPO / A2C ``MlpPolicy``: a policy teacher) or a CleanRL
+    ``.cleanrl_model`` (DQN).
 
     ``task`` is the task the teacher will be used on (required for the foreign formats, which
     do not record it); a teacher whose action count or input shape differs fails here with
@@ -105,8 +146,9 @@ def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher:
     if suffix in FOREIGN_FORMATS:
         if task is None:
             raise CheckpointError(f"{FOREIGN_FORMATS[suffix]} file {str(path)!r} does not name its task: pass task=...")
-        reader = importers.load_sb3_dqn if suffix == ".zip" else importers.load_cleanrl_dqn
-        return Teacher(reader(path, task), task)
+        if suffix == ".zip":
+            return importers.load_sb3(path, task)
+        return Teacher(importers.load_cleanrl_dqn(path, task), task)
     agent = load_agent(path)
     if not hasattr(agent, "as_teacher"):
         raise CheckpointError(f"{str(path)!r} holds a {type(agent).__name__}, which cannot serve as a teacher")

@@ -1,9 +1,15 @@
-"""DQN teachers from the checkpoint formats people already have.
+"""Teachers from the checkpoint formats people already have.
 
 - Stable-Baselines3 / RL Zoo ``.zip``: the archive's ``policy.pth`` holds the policy's state
-  dict; the online Q-network is under ``q_net.`` (``q_net_target.`` is ignored). CnnPolicy =
-  NatureCNN (3 convs + FC 512 in ``features_extractor``) + ``q_net.q_net.0``; MlpPolicy =
-  the layers of ``q_net.q_net``.
+  dict.
+  - DQN: the online Q-network is under ``q_net.`` (``q_net_target.`` is ignored). CnnPolicy =
+    NatureCNN (3 convs + FC 512 in ``features_extractor``) + ``q_net.q_net.0``; MlpPolicy =
+    the layers of ``q_net.q_net``.
+  - PPO / A2C ``MlpPolicy``: ``mlp_extractor.policy_net`` / ``value_net`` (the two MLPs),
+    ``action_net``, ``value_net`` and, for continuous actions, the state-independent
+    ``log_std``; the activation (tanh unless changed) is read from the archive's ``data``.
+    A VecNormalize wrapper's statistics are not in the zip: such a teacher would see raw
+    observations here.
 - CleanRL ``.cleanrl_model``: ``torch.save(q_network.state_dict())`` of ``dqn_atari.py``
   (``network.0 .. network.9``: 3 convs, FC 512, head) or ``dqn.py`` (an MLP).
 
@@ -16,6 +22,7 @@ Both formats normalise images by 1/255, as ``NatureConv`` does.
 from __future__ import annotations
 
 import io
+import json
 import math
 import zipfile
 from pathlib import Path
@@ -31,20 +38,73 @@ from lightning_distill.teachers import mismatch_error
 Layer = tuple[torch.Tensor, torch.Tensor]  # (weight, bias)
 
 
-def read_sb3_zip(path: Path) -> dict[str, torch.Tensor]:
-    """The online Q-network's tensors of an SB3 DQN archive, keys without the ``q_net.`` prefix."""
+def read_sb3_zip(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """An SB3 archive's policy state dict and its ``data`` (constructor arguments) as JSON."""
     try:
         with zipfile.ZipFile(path) as archive:
             raw = archive.read("policy.pth")
+            data = json.loads(archive.read("data")) if "data" in archive.namelist() else {}
     except (zipfile.BadZipFile, KeyError) as exc:
         raise CheckpointError(f"{str(path)!r} is not a Stable-Baselines3 model archive: {exc}") from None
-    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    online = {k[len("q_net."):]: v for k, v in state.items() if k.startswith("q_net.")}
-    if not online:
-        raise CheckpointError(
-            f"{str(path)!r} has no 'q_net.' parameters: only SB3 DQN/QR-DQN-style Q-networks can be teachers"
-        )
-    return online
+    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), data
+
+
+def load_sb3(path: Path, task: Task):
+    """A ``Teacher`` from an SB3 DQN archive, a ``PolicyTeacher`` from a PPO / A2C one."""
+    from lightning_distill.teachers import PolicyTeacher, Teacher
+
+    state, data = read_sb3_zip(path)
+    if any(k.startswith("q_net.") for k in state):
+        online = {k[len("q_net."):]: v for k, v in state.items() if k.startswith("q_net.")}
+        return Teacher(q_network_from_layers(layers_in_order(online), task, str(path)), task)
+    if "action_net.weight" in state:
+        return PolicyTeacher(actor_critic_from_sb3(state, data, task, str(path)), task)
+    raise CheckpointError(
+        f"{str(path)!r} has neither 'q_net.' (DQN) nor 'action_net.' (PPO / A2C) parameters; "
+        "only those SB3 policies can be teachers"
+    )
+
+
+def _sb3_activation(data: dict) -> str:
+    """``tanh`` or ``relu`` from the archive's policy_kwargs (SB3's default is tanh)."""
+    name = str((data.get("policy_kwargs") or {}).get("activation_fn", "Tanh"))
+    for known in ("tanh", "relu"):
+        if known in name.lower():
+            return known
+    raise CheckpointError(f"SB3 activation {name!r} is not supported; supported: Tanh, ReLU")
+
+
+def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task, source: str):
+    """This project's ``ActorCritic`` for ``task`` with an SB3 ``MlpPolicy``'s weights in it."""
+    from lightning_distill.policies import ActorCritic
+
+    if any(".cnn." in k for k in state) or len(task.obs_shape) != 1:
+        raise CheckpointError(f"{source!r}: only SB3 MlpPolicy actor-critics (vector observations) can be read")
+    policy = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.policy_net.")})
+    value = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.value_net.")})
+    actions = state["action_net.weight"].shape[0]
+    in_features = (policy or value or [(state["action_net.weight"], None)])[0][0].shape[1]
+    continuous = "log_std" in state
+    if (in_features != math.prod(task.obs_shape) or actions != task.num_actions
+            or continuous == task.discrete):
+        kind = "continuous" if continuous else "discrete"
+        raise mismatch_error(source, task, actions, f"of {in_features} features ({kind} actions)")
+    network = ActorCritic(task, hidden=[w.shape[0] for w, _ in policy], critic_hidden=[w.shape[0] for w, _ in value],
+                          activation=_sb3_activation(data))
+    pairs = [(network.actor_features, policy), (network.critic_features, value)]
+    with torch.no_grad():
+        for encoder, layers in pairs:
+            linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
+            for module, (weight, bias) in zip(linears, layers):
+                module.weight.copy_(weight)
+                module.bias.copy_(bias)
+        network.action_head.weight.copy_(state["action_net.weight"])
+        network.action_head.bias.copy_(state["action_net.bias"])
+        network.value_head.weight.copy_(state["value_net.weight"])
+        network.value_head.bias.copy_(state["value_net.bias"])
+        if continuous:
+            network.log_std.copy_(state["log_std"])
+    return network
 
 
 def read_cleanrl_model(path: Path) -> dict[str, torch.Tensor]:
@@ -102,10 +162,6 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
             module.weight.copy_(weight)
             module.bias.copy_(bias)
     return network
-
-
-def load_sb3_dqn(path: Path, task: Task) -> QNetwork:
-    return q_network_from_layers(layers_in_order(read_sb3_zip(path)), task, str(path))
 
 
 def load_cleanrl_dqn(path: Path, task: Task) -> QNetwork:

@@ -1,0 +1,257 @@
+"""PPO, and REPAINT on top of it (Tao et al. 2021; spec ``repaint.md``), in one module.
+
+One ``training_step`` is one REPAINT iteration ``k`` (spec section 4) on the rollouts of
+``data.RolloutDataModule``:
+
+1. advantages of the student's samples ``S`` (GAE, the current critic);
+2. with instance transfer: advantages of the teacher's samples ``S~`` from the same critic,
+   and the kept subset (``A~ >= zeta``, or the top X%);
+3. ``epochs`` passes of ``minibatches`` Adam steps, each on
+   ``-(alpha_1 L_rep + alpha_2 L_ins) + c_V L_V`` where
+   ``L_rep = L_clip + c_H H(pi_theta) - beta_k H(pi_T || pi_theta)`` on ``S``,
+   ``L_ins`` is the clipped surrogate with ``rho = pi_theta / pi_T`` on the kept ``S~``, and
+   the critic loss ``L_V`` sees ``S`` only.
+
+``method`` switches the transfer terms: ``baseline`` (plain PPO: how actor-critic teachers are
+trained), ``ks`` (kickstarting), ``it`` (instance transfer), ``repaint`` (both).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+from tensordict import TensorDict
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.evaluation import Policy
+from lightning_distill.modules.base import RLModule
+from lightning_distill.policies import ActionDist, ActorCritic
+from lightning_distill.ppo_losses import (BETA_SCHEDULES, clipped_surrogate, gae, kickstarting_loss,
+                                          kickstarting_weight, select_by_advantage)
+from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:
+    from lightning_distill.teachers import PolicyTeacher
+
+METHODS = {"baseline": (False, False), "ks": (True, False), "it": (False, True), "repaint": (True, True)}
+
+
+class PPO(RLModule):
+    """PPO actor-critic with REPAINT's kickstarting and advantage-filtered instance transfer.
+
+    Args:
+        tasks: exactly one task (linked from ``data.task`` by the CLI).
+        method: ``baseline``, ``ks``, ``it`` or ``repaint`` (spec section 5).
+        lr: Adam learning rate.
+        gamma: discount.
+        gae_lambda: GAE's lambda.
+        clip: PPO's epsilon, for both the on-policy and the off-policy ratio.
+        epochs: passes over each rollout.
+        minibatches: Adam steps per pass (the rollout is split into this many minibatches).
+        ent_coef: weight ``c_H`` of the entropy bonus.
+        vf_coef: weight ``c_V`` of the value loss.
+        max_grad_norm: gradients are clipped to this norm (Lightning's ``clip_gradients``).
+        normalize_advantage: standardise the student's advantages per minibatch; the teacher's
+            kept advantages are divided by the same rollout's standard deviation (not
+            centred: centring would turn kept samples into negative ones).
+        hidden: actor and critic MLP widths (vector observations).
+        head_hidden: FC layer over the shared conv features (image observations).
+        log_std_init: initial log std of a Gaussian policy.
+        beta_0: kickstarting weight at iteration 0.
+        beta_schedule: ``exponential`` (``beta_0 * beta_decay^k``) or ``linear`` (to 0 at
+            ``beta_iterations``).
+        beta_decay: per-iteration factor of the exponential schedule.
+        beta_iterations: iterations to 0 of the linear schedule.
+        zeta: keep teacher samples with advantage ``>= zeta``.
+        top_fraction: instead of ``zeta``, keep this share of teacher samples with the largest
+            advantages (e.g. 0.2 keeps the top 20%).
+        alpha_1: weight of ``L_rep`` (the on-policy objective).
+        alpha_2: weight of ``L_ins`` (the instance-transfer objective).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task | Mapping[str, Any]] | None = None,
+        method: str = "baseline",
+        lr: float = 3e-4,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip: float = 0.2,
+        epochs: int = 10,
+        minibatches: int = 32,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        normalize_advantage: bool = True,
+        hidden: Sequence[int] = (64, 64),
+        head_hidden: int = 512,
+        log_std_init: float = 0.0,
+        beta_0: float = 1.0,
+        beta_schedule: str = "exponential",
+        beta_decay: float = 0.95,
+        beta_iterations: int = 100,
+        zeta: float = 0.0,
+        top_fraction: float | None = None,
+        alpha_1: float = 1.0,
+        alpha_2: float = 1.0,
+    ) -> None:
+        super().__init__(tasks)
+        if len(self.tasks) != 1:
+            raise ConfigError(f"PPO learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}")
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; valid: {list(METHODS)}")
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ConfigError(f"unknown beta_schedule {beta_schedule!r}; valid: {list(BETA_SCHEDULES)}")
+        if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
+            raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        if epochs < 1 or minibatches < 1:
+            raise ConfigError(f"epochs and minibatches must be >= 1, got {epochs} and {minibatches}")
+        self.save_hyperparameters(ignore=["tasks"])
+        self._save_task_hparams()
+        self.automatic_optimization = False
+        self.kickstarts, self.transfers_instances = METHODS[method]
+        task = self.tasks[0]
+        self.actor_critic = ActorCritic(task, hidden=tuple(hidden), head_hidden=head_hidden,
+                                        log_std_init=log_std_init)
+        if not task.discrete:
+            low, high = task.action_bounds
+            self.register_buffer("action_low", torch.tensor(low), persistent=False)
+            self.register_buffer("action_high", torch.tensor(high), persistent=False)
+
+    # -- acting --------------------------------------------------------------------------
+
+    def policy(self, task_index: int = 0) -> Policy:
+        """The most likely action: greedy for categorical, the clipped mean for Gaussian."""
+        def act(obs: torch.Tensor) -> torch.Tensor:
+            action = self.actor_critic.distribution(obs).mode()
+            if not self.tasks[0].discrete:
+                action = torch.max(torch.min(action, self.action_high), self.action_low)
+            return action
+
+        return act
+
+    def as_teacher(self) -> "PolicyTeacher":
+        """This agent's actor-critic, frozen, as a REPAINT teacher."""
+        from lightning_distill.teachers import PolicyTeacher
+
+        return PolicyTeacher(copy.deepcopy(self.actor_critic), self.tasks[0])
+
+    # -- one iteration -------------------------------------------------------------------
+
+    @property
+    def iteration(self) -> int:
+        """``k``: one Lightning epoch per rollout (``data.RolloutDataModule``)."""
+        return self.current_epoch
+
+    def beta_k(self) -> float:
+        if not self.kickstarts:
+            return 0.0
+        hp = self.hparams
+        return kickstarting_weight(self.iteration, hp.beta_0, hp.beta_schedule, hp.beta_decay, hp.beta_iterations)
+
+    @torch.no_grad()
+    def advantages(self, rollout: TensorDict) -> torch.Tensor:
+        """GAE of a [T, N] rollout under the student's current critic."""
+        obs, next_obs = rollout["obs"], rollout["next_obs"]
+        values = self.actor_critic.value(torch.cat([obs, next_obs]).flatten(0, 1)).view(2, *obs.shape[:2])
+        return gae(rollout["reward"], values[0], values[1], rollout["terminated"], rollout["truncated"],
+                   self.hparams.gamma, self.hparams.gae_lambda), values[0]
+
+    def training_step(self, batch: TensorDict, batch_idx: int) -> None:
+        hp = self.hparams
+        student = batch["student"].to(self.device)
+        advantage, value = self.advantages(student)
+        samples = student.flatten(0, 1)
+        samples["advantage"], samples["return"] = advantage.flatten(), (advantage + value).flatten()
+        adv_std = samples["advantage"].std().clamp_min(1e-8) if hp.normalize_advantage else torch.tensor(1.0)
+        kept = self.select_teacher_samples(batch, adv_std)
+        beta = self.beta_k()
+        stats: dict[str, list[torch.Tensor]] = {}
+        optimizer = self.optimizers()
+        n = samples.shape[0]
+        for _ in range(hp.epochs):
+            student_parts = torch.randperm(n, device=self.device).chunk(hp.minibatches)
+            teacher_parts = (torch.randperm(kept.shape[0], device=self.device).chunk(hp.minibatches)
+                             if kept is not None and kept.shape[0] else [None] * len(student_parts))
+            for part, teacher_part in zip(student_parts, teacher_parts):
+                loss, parts = self.loss(samples[part], None if teacher_part is None else kept[teacher_part], beta)
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+                optimizer.step()
+                for key, value_ in parts.items():
+                    stats.setdefault(key, []).append(value_)
+        self.log_iteration(stats, beta, kept, batch)
+
+    def select_teacher_samples(self, batch: TensorDict, adv_std: torch.Tensor) -> TensorDict | None:
+        """Instance transfer's experience selection (spec section 3, steps 3-4) on ``S~``."""
+        if not self.transfers_instances:
+            return None
+        teacher = batch["teacher"].to(self.device)
+        advantage, _ = self.advantages(teacher)
+        samples = teacher.flatten(0, 1)
+        keep = select_by_advantage(advantage, self.hparams.zeta, self.hparams.top_fraction)
+        kept = samples[keep]
+        kept["advantage"] = advantage.flatten()[keep] / adv_std
+        return kept
+
+    def loss(self, mb: TensorDict, teacher_mb: TensorDict | None, beta: float) -> tuple[torch.Tensor, dict]:
+        """``-(alpha_1 L_rep + alpha_2 L_ins) + c_V L_V`` of one minibatch, and its parts (detached)."""
+        hp = self.hparams
+        dist = self.actor_critic.distribution(mb["obs"])
+        log_prob = dist.log_prob(mb["action"])
+        advantage = mb["advantage"]
+        if hp.normalize_advantage:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        l_clip = clipped_surrogate(log_prob, mb["log_prob"], advantage, hp.clip)
+        entropy = dist.entropy().mean()
+        l_rep = l_clip + hp.ent_coef * entropy
+        parts = {"loss/clip": l_clip.detach(), "policy/entropy": entropy.detach()}
+        if self.kickstarts:
+            l_aux = kickstarting_loss(dist, teacher_distribution(mb))
+            l_rep = l_rep - beta * l_aux
+            parts["loss/kickstart_ce"] = l_aux.detach()
+        value_loss = 0.5 * (self.actor_critic.value(mb["obs"]) - mb["return"]).pow(2).mean()
+        loss = -hp.alpha_1 * l_rep + hp.vf_coef * value_loss
+        if teacher_mb is not None:
+            teacher_log_prob = self.actor_critic.distribution(teacher_mb["obs"]).log_prob(teacher_mb["action"])
+            l_ins = clipped_surrogate(teacher_log_prob, teacher_mb["log_prob"], teacher_mb["advantage"], hp.clip)
+            loss = loss - hp.alpha_2 * l_ins
+            parts["loss/instance"] = l_ins.detach()
+        with torch.no_grad():
+            log_ratio = log_prob - mb["log_prob"]
+            parts["policy/approx_kl"] = ((log_ratio.exp() - 1) - log_ratio).mean()
+            parts["policy/clip_fraction"] = ((log_ratio.exp() - 1).abs() > hp.clip).float().mean()
+        parts["loss/value"] = value_loss.detach()
+        return loss, parts
+
+    def log_iteration(self, stats: dict[str, list[torch.Tensor]], beta: float, kept: TensorDict | None,
+                      batch: TensorDict) -> None:
+        """Per-iteration metrics (logged at the epoch's end: one row per iteration ``k``)."""
+        metrics = {key: torch.stack(values).mean() for key, values in stats.items()}
+        metrics["transfer/beta_k"] = beta
+        if kept is not None:
+            metrics["transfer/kept"] = float(kept.shape[0])
+            metrics["transfer/kept_fraction"] = kept.shape[0] / batch["teacher"].numel()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            metrics["train/env_steps"] = float(datamodule.env_steps)
+            if datamodule.recent_returns:
+                metrics["train/return"] = sum(datamodule.recent_returns) / len(datamodule.recent_returns)
+            if kept is not None and datamodule.teacher_returns:
+                metrics["transfer/teacher_return"] = sum(datamodule.teacher_returns) / len(datamodule.teacher_returns)
+        if not self.tasks[0].discrete:
+            metrics["policy/std"] = self.actor_critic.log_std.exp().mean().detach()
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=1, prog_bar=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.actor_critic.parameters(), lr=self.hparams.lr, eps=1e-5)
+
+
+def teacher_distribution(mb: TensorDict) -> ActionDist:
+    """``pi_T(.|s)`` stored with the student's samples by the data module."""
+    if "teacher_logits" in mb.keys():
+        return ActionDist(logits=mb["teacher_logits"])
+    return ActionDist(mean=mb["teacher_mean"], log_std=mb["teacher_log_std"])

@@ -1,0 +1,140 @@
+"""Actor-critic networks and the two action distributions PPO and REPAINT need.
+
+``ActionDist`` is either categorical (``logits``) or a diagonal Gaussian (``mean``,
+``log_std``). It has what the losses use, and nothing else: ``log_prob``, ``entropy``,
+``sample``, ``mode`` and ``cross_entropy_from(teacher)``, the kickstarting term
+``H(pi_T || pi_theta)`` in closed form for both kinds.
+
+``ActorCritic`` is a policy head and a value head over the task's feature extractor:
+for images (Atari, MinAtar) one shared extractor, for vectors two separate tanh MLPs (the
+usual PPO layout for control, and Stable-Baselines3's ``MlpPolicy``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.networks import make_encoder
+from lightning_distill.tasks import Task
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class ActionDist:
+    """A batch of action distributions: ``logits`` [B, A] or ``mean`` / ``log_std`` [B, D]."""
+
+    logits: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    log_std: torch.Tensor | None = None
+
+    @property
+    def discrete(self) -> bool:
+        return self.logits is not None
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) per sample, [B]; a Gaussian's density is the product over dimensions."""
+        if self.discrete:
+            log_p = torch.log_softmax(self.logits, dim=-1)
+            return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        z = (action - self.mean) * torch.exp(-self.log_std)
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(dim=-1)
+
+    def entropy(self) -> torch.Tensor:
+        """H(pi(.|s)) per sample, [B] (the PPO entropy bonus)."""
+        if self.discrete:
+            log_p = torch.log_softmax(self.logits, dim=-1)
+            return -(log_p.exp() * log_p).sum(dim=-1)
+        return (self.log_std + 0.5 * (LOG_2PI + 1.0)).sum(dim=-1).expand(self.mean.shape[0])
+
+    def cross_entropy_from(self, teacher: "ActionDist") -> torch.Tensor:
+        """``H(pi_T || pi_theta) = -E_{a~pi_T} log pi_theta(a|s)`` per sample, [B]; ``self`` is pi_theta.
+
+        Gaussians, per dimension: ``log sigma_S + log(2 pi)/2 + (sigma_T^2 + (mu_T - mu_S)^2) / (2 sigma_S^2)``.
+        """
+        if self.discrete != teacher.discrete:
+            raise ConfigError("teacher and student policies differ in kind (categorical vs Gaussian)")
+        if self.discrete:
+            p_teacher = torch.softmax(teacher.logits, dim=-1)
+            return -(p_teacher * torch.log_softmax(self.logits, dim=-1)).sum(dim=-1)
+        var_student = torch.exp(2.0 * self.log_std)
+        var_teacher = torch.exp(2.0 * teacher.log_std)
+        per_dim = self.log_std + 0.5 * LOG_2PI + (var_teacher + (teacher.mean - self.mean).pow(2)) / (2.0 * var_student)
+        return per_dim.sum(dim=-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.discrete:
+            return torch.multinomial(torch.softmax(self.logits, dim=-1), 1, generator=generator).squeeze(-1)
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + noise * torch.exp(self.log_std)
+
+    def mode(self) -> torch.Tensor:
+        """The most likely action: argmax for categorical, the mean for Gaussian."""
+        return self.logits.argmax(dim=-1) if self.discrete else self.mean
+
+
+class ActorCritic(nn.Module):
+    """pi(a|s) and V(s) for one task.
+
+    Args:
+        task: fixes the input (image or vector) and the action space (categorical over the
+            task's own actions, or a diagonal Gaussian of the action dimension).
+        hidden: the actor's MLP widths for vector observations.
+        critic_hidden: the critic's MLP widths (``None``: the same as ``hidden``).
+        activation: of the MLPs, ``tanh`` (PPO's usual) or ``relu``.
+        head_hidden: for images, a ReLU FC layer on the shared features (0: none).
+        log_std_init: initial log standard deviation of a Gaussian policy (state-independent,
+            learned), 0.0 = std 1.
+    """
+
+    def __init__(self, task: Task, hidden: Sequence[int] = (64, 64), critic_hidden: Sequence[int] | None = None,
+                 activation: str = "tanh", head_hidden: int = 0, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        if activation not in ("tanh", "relu"):
+            raise ConfigError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        self.discrete = task.discrete
+        self.shared = len(task.obs_shape) > 1  # images: one extractor for both heads
+        critic_hidden = hidden if critic_hidden is None else critic_hidden
+        self.actor_features = make_encoder(task, tuple(hidden), activation)
+        self.critic_features = (self.actor_features if self.shared
+                                else make_encoder(task, tuple(critic_hidden), activation))
+        width = self.actor_features.out_features
+        trunk: list[nn.Module] = []
+        if self.shared and head_hidden:
+            trunk = [nn.Linear(width, head_hidden), nn.ReLU()]
+            width = head_hidden
+        self.trunk = nn.Sequential(*trunk)
+        self.action_head = nn.Linear(width, task.num_actions)
+        self.value_head = nn.Linear(width if self.shared else self.critic_features.out_features, 1)
+        self.log_std = None if self.discrete else nn.Parameter(torch.full((task.num_actions,), float(log_std_init)))
+        _init_orthogonal(self)
+
+    def distribution(self, obs: torch.Tensor) -> ActionDist:
+        out = self.action_head(self.trunk(self.actor_features(obs)))
+        if self.discrete:
+            return ActionDist(logits=out)
+        return ActionDist(mean=out, log_std=self.log_std.expand_as(out))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s), [B]."""
+        return self.value_head(self.trunk(self.critic_features(obs))).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
+        return self.distribution(obs), self.value(obs)
+
+
+def _init_orthogonal(net: ActorCritic) -> None:
+    """Orthogonal weights, zero biases; gain 0.01 on the policy head (a near-uniform start) and
+    1 on the value head: the initialisation PPO's results are usually reported with."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(module.weight, math.sqrt(2))
+            nn.init.zeros_(module.bias)
+    nn.init.orthogonal_(net.action_head.weight, 0.01)
+    nn.init.orthogonal_(net.value_head.weight, 1.0)
