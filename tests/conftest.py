@@ -18,6 +18,18 @@ def run_cli(*args: str) -> None:
     main(list(args))
 
 
+def one_line_error(capsys, *args: str) -> str:
+    """Run the CLI expecting bad input: exit status 2 and exactly one ``error:`` line, no traceback."""
+    with pytest.raises(SystemExit) as info:
+        run_cli(*args, "--seed_everything", "false")  # no seed log line: stderr holds only the error
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "usage:" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
 @pytest.fixture(scope="session")
 def cartpole_run(tmp_path_factory) -> Path:
     """Train the shipped CartPole teacher config (fixed seed) and return its run directory."""

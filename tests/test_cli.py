@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, one_line_error, run_cli
 
 TEACHER_CONFIGS = sorted((REPO / "configs" / "teacher").glob("*.yaml"))
 
@@ -29,7 +29,7 @@ def test_every_teacher_config_parses_and_links_its_task_into_the_model(config, c
         run_cli("fit", "--config", str(config), "--print_config")
     assert info.value.code in (None, 0)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "lightning_distill.modules.DQN"
+    assert printed["model"]["class_path"] in ("lightning_distill.modules.DQN", "lightning_distill.modules.PPO")
     assert "tasks" not in printed["model"].get("init_args", {})  # linked at instantiation, not typed twice
     assert printed["data"]["init_args"]["task"]["id"]
 
@@ -44,32 +44,21 @@ def test_omegaconf_interpolation_resolves_in_configs(tmp_path, capsys):
     assert yaml.safe_load(capsys.readouterr().out)["trainer"]["val_check_interval"] == 6000
 
 
-def _one_line_error(capsys, *args) -> str:
-    with pytest.raises(SystemExit) as info:
-        run_cli(*args, "--seed_everything", "false")  # no seed log line: stderr holds only the error
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "usage:" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
 def test_misspelt_config_key_is_one_line_naming_it(capsys):
-    line = _one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
+    line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
                            "--model.init_args.lrr", "0.1")
     assert "'lrr'" in line and "DQN" in line
 
 
 def test_unknown_game_is_one_line_listing_valid_names(capsys):
-    line = _one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/minatar_breakout.yaml"),
+    line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/minatar_breakout.yaml"),
                            "--data.init_args.task.id", "MinAtar/Pong")
     assert "'MinAtar/Pong'" in line and "MinAtar/Breakout" in line and "MinAtar/Seaquest" in line
 
 
 def test_missing_checkpoint_is_one_line_naming_the_path(capsys, tmp_path):
     missing = tmp_path / "nope.ckpt"
-    line = _one_line_error(capsys, "play", "--ckpt_path", str(missing))
+    line = one_line_error(capsys, "play", "--ckpt_path", str(missing))
     assert str(missing) in line and "not found" in line
 
 

@@ -109,3 +109,34 @@ def test_foreign_formats_need_a_task_and_bundled_names_are_checked(tmp_path):
         load_teacher(tmp_path / "pong.cleanrl_model")
     with pytest.raises(CheckpointError, match="no bundled teacher 'minatar/chess'; bundled:"):
         load_teacher("bundled:minatar/chess")
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_sb3_ppo_zip_is_a_policy_teacher_with_the_same_distribution_and_value(tmp_path, env_id):
+    from lightning_distill.teachers import PolicyTeacher
+
+    model = sb3.PPO("MlpPolicy", env_id, seed=0, device="cpu", n_steps=64,
+                    policy_kwargs={"net_arch": {"pi": [32, 16], "vf": [24]}, "activation_fn": nn.ReLU})
+    with torch.no_grad():  # move off the initial weights, so a mix-up of layers would show
+        for p in model.policy.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.save(tmp_path / "ppo.zip")
+    teacher = load_teacher(tmp_path / "ppo.zip", env_id)
+    assert isinstance(teacher, PolicyTeacher)
+    obs = torch.randn(5, *model.observation_space.shape)
+    with torch.no_grad():
+        expected = model.policy.get_distribution(obs).distribution
+        expected_value = model.policy.predict_values(obs).squeeze(-1)
+    ours = teacher.distribution(obs)
+    if env_id == "CartPole-v1":
+        assert torch.allclose(torch.log_softmax(ours.logits, -1), expected.logits, atol=1e-5)
+    else:
+        assert torch.allclose(ours.mean, expected.mean, atol=1e-5)
+        assert torch.allclose(ours.log_std.exp(), expected.stddev, atol=1e-5)
+    assert torch.allclose(teacher.value(obs), expected_value, atol=1e-5)
+
+
+def test_an_sb3_ppo_zip_for_another_task_fails_naming_both(tmp_path):
+    sb3.PPO("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", n_steps=64).save(tmp_path / "pendulum.zip")
+    with pytest.raises(CheckpointError, match=r"'CartPole-v1'.*the task has 2 actions"):
+        load_teacher(tmp_path / "pendulum.zip", "CartPole-v1")
