@@ -106,6 +106,7 @@ def cell(ks: list[int | None], k_base: float | None) -> str:
 def report(args) -> None:
     curves = {name: read_returns(metrics_path(args.out, name)) for name, _, _ in runs(args)
               if metrics_path(args.out, name).exists()}
+    curves = {name: c for name, c in curves.items() if len(c) >= args.iterations}  # finished runs only
     finals = {name: statistics.mean([v for v in c[-args.final_window:] if not math.isnan(v)]) for name, c in curves.items()}
     k = {name: iterations_to_target(c, args.target) for name, c in curves.items()}
     base = [k[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in k]

@@ -74,11 +74,14 @@ def test_a_distilled_checkpoint_plays_each_task_without_its_teachers(distilled_r
 
 def test_bundled_teachers_record_their_score_and_command():
     registry = bundled_teachers()
-    assert {"minatar/breakout", "minatar/freeway", "minatar/space_invaders", "minatar/seaquest"} <= set(registry)
+    assert {"minatar/breakout", "minatar/freeway", "minatar/space_invaders", "minatar/seaquest",
+            "ppo/cartpole_centered", "ppo/reacher_similar", "ppo/reacher_different"} <= set(registry)
     for name, entry in registry.items():
-        assert entry["task"].startswith("MinAtar/") and entry["score"] > 0
-        assert entry["command"].endswith(f"configs/teacher/minatar_{name.split('/')[1]}.yaml")
+        kind, game = name.split("/")
+        assert entry["task"].startswith({"minatar": "MinAtar/", "ppo": ""}[kind])
+        assert entry["command"].endswith(f"configs/teacher/{kind}_{game}.yaml")
         assert (REPO / entry["command"].split("--config ")[1]).is_file()
+        assert (REPO / "lightning_distill/teachers" / entry["file"]).is_file()
 
 
 def test_a_teacher_that_does_not_fit_its_task_stops_before_training(tmp_path, capsys):

@@ -159,3 +159,16 @@ def test_play_writes_rendered_mujoco_frames_from_a_reacher_checkpoint(tmp_path):
 
     frames = iio.imread(video)
     assert frames.shape[0] == 50 and frames.shape[-1] == 3 and frames.std() > 1.0  # a rendered scene, not blank
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "repaint").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_repaint_config_parses_with_a_bundled_teacher_and_the_repaint_method(config, capsys):
+    import yaml
+
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", "--config", str(config), "--print_config")
+    assert info.value.code in (None, 0)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["method"] == "repaint"
+    teacher = printed["data"]["init_args"]["teacher"]
+    assert teacher.startswith("bundled:ppo/") and load_teacher(teacher, printed["data"]["init_args"]["task"]["id"])
