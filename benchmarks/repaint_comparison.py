@@ -92,15 +92,21 @@ def run(args) -> None:
 
 
 def cell(ks: list[int | None], k_base: float | None) -> str:
-    """Mean K over the seeds that reached the target, its pct. reduced, and how many reached."""
+    """Mean K over the finished seeds that reached the target, its pct. reduced, and how many reached."""
+    if not ks:
+        return "not run"
     reached = [k for k in ks if k is not None]
     if not reached:
-        return "not reached"
+        return f"not reached ({len(ks)} seeds)"
     mean = statistics.mean(reached)
     text = f"{mean:.0f}"
     if k_base is not None:
         text += f" ({pct_reduced(mean, k_base):.0%})"
-    return text if len(reached) == len(ks) else f"{text}, {len(reached)}/{len(ks)} seeds"
+    return f"{text}, {len(reached)}/{len(ks)} seeds"
+
+
+def mean_or_dash(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f}" if values else "-"
 
 
 def report(args) -> None:
@@ -113,18 +119,18 @@ def report(args) -> None:
     base_reached = [x for x in base if x is not None]
     k_base = statistics.mean(base_reached) if base_reached else None
     lines = [f"Iterations K until `train/return` (the moving average of the last training episodes) first reaches "
-             f"{args.target:g}; mean over the seeds that reached it ({len(args.seeds)} seeds, {args.iterations} "
+             f"{args.target:g}; mean over the seeds that reached it, of the finished runs ({args.iterations} "
              f"iterations each), pct. reduced = 1 - K / K_baseline in brackets. Final: mean `train/return` over the "
              f"last {args.final_window} iterations, mean over seeds.", "",
              "| teacher | target | K baseline | KS | IT | REPAINT | final baseline | final KS / IT / REPAINT |",
              "|---|---|---|---|---|---|---|---|"]
-    final_base = statistics.mean([finals[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in finals])
+    final_base = mean_or_dash([finals[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in finals])
     for teacher in args.teachers:
-        cells = [cell([k.get(f"{m}_{teacher}_s{s}") for s in args.seeds], k_base) for m in METHODS[1:]]
-        final = " / ".join(f"{statistics.mean([finals[f'{m}_{teacher}_s{s}'] for s in args.seeds if f'{m}_{teacher}_s{s}' in finals]):.1f}"
-                           for m in METHODS[1:])
+        names = {m: [f"{m}_{teacher}_s{s}" for s in args.seeds if f"{m}_{teacher}_s{s}" in k] for m in METHODS[1:]}
+        cells = [cell([k[n] for n in names[m]], k_base) for m in METHODS[1:]]
+        final = " / ".join(mean_or_dash([finals[n] for n in names[m]]) for m in METHODS[1:])
         lines.append(f"| {teacher} (ours) | {args.target:g} | {cell(base, None)} | " + " | ".join(cells)
-                     + f" | {final_base:.1f} | {final} |")
+                     + f" | {final_base} | {final} |")
         if args.pair == "reacher" and teacher in PAPER:
             target, *paper_cells, paper_final = PAPER[teacher]
             lines.append(f"| {teacher} (paper) | {target} | " + " | ".join(paper_cells) + f" | - | {paper_final} |")
@@ -159,7 +165,7 @@ def plot(args, curves: dict[str, list[float]]) -> None:
         if args.ylim:
             ax.set_ylim(*args.ylim)
     axes[0][0].set_ylabel("train/return (mean, min-max over seeds)")
-    axes[0][-1].legend()
+    axes[0][0].legend()
     fig.tight_layout()
     path = args.results / f"{args.name}.png"
     fig.savefig(path, dpi=110)

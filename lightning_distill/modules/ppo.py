@@ -152,8 +152,8 @@ class PPO(RLModule):
         return kickstarting_weight(self.iteration, hp.beta_0, hp.beta_schedule, hp.beta_decay, hp.beta_iterations)
 
     @torch.no_grad()
-    def advantages(self, rollout: TensorDict) -> torch.Tensor:
-        """GAE of a [T, N] rollout under the student's current critic."""
+    def advantages(self, rollout: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE of a [T, N] rollout under the student's current critic, and the critic's V(s)."""
         obs, next_obs = rollout["obs"], rollout["next_obs"]
         values = self.actor_critic.value(torch.cat([obs, next_obs]).flatten(0, 1)).view(2, *obs.shape[:2])
         return gae(rollout["reward"], values[0], values[1], rollout["terminated"], rollout["truncated"],
