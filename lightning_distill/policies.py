@@ -113,6 +113,10 @@ class ActorCritic(nn.Module):
         self.action_head = nn.Linear(width, task.num_actions)
         self.value_head = nn.Linear(width if self.shared else self.critic_features.out_features, 1)
         self.log_std = None if self.discrete else nn.Parameter(torch.full((task.num_actions,), float(log_std_init)))
+        if not self.discrete:
+            low, high = task.action_bounds
+            self.register_buffer("action_low", torch.tensor(low), persistent=False)
+            self.register_buffer("action_high", torch.tensor(high), persistent=False)
         _init_orthogonal(self)
 
     def distribution(self, obs: torch.Tensor) -> ActionDist:
@@ -124,6 +128,13 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), [B]."""
         return self.value_head(self.trunk(self.critic_features(obs))).squeeze(-1)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: argmax, or a Gaussian's mean clipped to the action bounds."""
+        action = self.distribution(obs).mode()
+        if not self.discrete:
+            action = torch.max(torch.min(action, self.action_high), self.action_low)
+        return action
 
     def forward(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
         return self.distribution(obs), self.value(obs)

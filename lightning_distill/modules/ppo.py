@@ -115,22 +115,12 @@ class PPO(RLModule):
         task = self.tasks[0]
         self.actor_critic = ActorCritic(task, hidden=tuple(hidden), head_hidden=head_hidden,
                                         log_std_init=log_std_init)
-        if not task.discrete:
-            low, high = task.action_bounds
-            self.register_buffer("action_low", torch.tensor(low), persistent=False)
-            self.register_buffer("action_high", torch.tensor(high), persistent=False)
 
     # -- acting --------------------------------------------------------------------------
 
     def policy(self, task_index: int = 0) -> Policy:
         """The most likely action: greedy for categorical, the clipped mean for Gaussian."""
-        def act(obs: torch.Tensor) -> torch.Tensor:
-            action = self.actor_critic.distribution(obs).mode()
-            if not self.tasks[0].discrete:
-                action = torch.max(torch.min(action, self.action_high), self.action_low)
-            return action
-
-        return act
+        return self.actor_critic.act
 
     def as_teacher(self) -> "PolicyTeacher":
         """This agent's actor-critic, frozen, as a REPAINT teacher."""

@@ -59,10 +59,6 @@ class PolicyTeacher(nn.Module):
         self.network = network  # a lightning_distill.policies.ActorCritic
         self.task = task
         self.eval().requires_grad_(False)
-        if not task.discrete:
-            low, high = task.action_bounds
-            self.register_buffer("action_low", torch.tensor(low), persistent=False)
-            self.register_buffer("action_high", torch.tensor(high), persistent=False)
 
     def train(self, mode: bool = True) -> "PolicyTeacher":
         return super().train(False)
@@ -82,10 +78,7 @@ class PolicyTeacher(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action (a Gaussian's mean clipped to the action bounds)."""
-        action = self.network.distribution(obs).mode()
-        if not self.task.discrete:
-            action = torch.max(torch.min(action, self.action_high), self.action_low)
-        return action
+        return self.network.act(obs)
 
 
 def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
