@@ -120,6 +120,16 @@ def test_the_critic_learns_from_the_students_samples_only():
         assert torch.allclose(with_teacher, p.grad)
 
 
+def test_every_iteration_takes_epochs_times_minibatches_steps_however_few_teacher_samples_are_kept(tmp_path):
+    # top 0.2% of 512 teacher samples: 2 kept, fewer than the 4 minibatches
+    run = fit(CARTPOLE_PAIR, tmp_path, "few_kept", "--model.init_args.method", "it",
+              "--model.init_args.top_fraction", "0.002", "--trainer.max_epochs", "2",
+              "--trainer.check_val_every_n_epoch", "2")
+    assert per_iteration(run, "transfer/kept") == [2.0, 2.0]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * 4 * 4  # iterations x epochs x minibatches (the config's)
+
+
 def test_a_transfer_method_without_a_teacher_is_one_line(capsys):
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--data.init_args.teacher", "null",
                           "--trainer.max_epochs", "1", *QUIET)

@@ -161,12 +161,15 @@ class PPO(RLModule):
         stats: dict[str, list[torch.Tensor]] = {}
         optimizer = self.optimizers()
         n = samples.shape[0]
+        n_kept = 0 if kept is None else kept.shape[0]
         for _ in range(hp.epochs):
-            student_parts = torch.randperm(n, device=self.device).chunk(hp.minibatches)
-            teacher_parts = (torch.randperm(kept.shape[0], device=self.device).chunk(hp.minibatches)
-                             if kept is not None and kept.shape[0] else [None] * len(student_parts))
+            # tensor_split, not chunk: exactly ``minibatches`` parts whatever the sizes (chunk
+            # returns fewer parts when a size is small, and zip would then drop student minibatches)
+            student_parts = torch.randperm(n, device=self.device).tensor_split(hp.minibatches)
+            teacher_parts = torch.randperm(n_kept, device=self.device).tensor_split(hp.minibatches)
             for part, teacher_part in zip(student_parts, teacher_parts):
-                loss, parts = self.loss(samples[part], None if teacher_part is None else kept[teacher_part], beta)
+                teacher_mb = kept[teacher_part] if len(teacher_part) else None
+                loss, parts = self.loss(samples[part], teacher_mb, beta)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
