@@ -1,6 +1,7 @@
 """Lightning callbacks of lightning_distill (installed as the top-level package ``callbacks``)."""
 
 from callbacks.exploration import EpsilonSchedule
+from callbacks.progress import RLProgress
 from callbacks.teacher_score import TeacherComparison
 
-__all__ = ["EpsilonSchedule", "TeacherComparison"]
+__all__ = ["EpsilonSchedule", "RLProgress", "TeacherComparison"]

@@ -9,12 +9,15 @@ and tasks. Errors from bad input are printed as one line, never a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lightning_distill.checkpointing import find_last_checkpoint
 from lightning_distill.data.base import RLDataModule
+from lightning_distill.errors import CheckpointError, ConfigError
 from lightning_distill.modules.base import RLModule
 
 DEFAULT_RUN_DIR = "runs"
@@ -64,8 +67,35 @@ class DistillCLI(LightningCLI):
 
     # ``play`` bypasses the Trainer/model/data machinery: the checkpoint carries what it needs.
     def _parse_ckpt_path(self) -> None:
-        if self.config.get("subcommand") != "play":
-            super()._parse_ckpt_path()
+        subcommand = self.config.get("subcommand")
+        if subcommand == "play":
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") == "last":
+            config.ckpt_path = str(find_last_checkpoint(*_run_folder(config.trainer.logger)))
+        if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
+            raise CheckpointError(f"ckpt_path {config.ckpt_path!r} is not a file; give a checkpoint "
+                                  "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
+        super()._parse_ckpt_path()
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
+        unless the config names a progress bar or turns it off."""
+        from lightning.pytorch.callbacks.progress import ProgressBar
+
+        from callbacks.progress import RLProgress
+
+        configured = [*(config.get("callbacks") or []), *callbacks]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
+            callbacks = [*callbacks, RLProgress()]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def before_instantiate_classes(self) -> None:
+        """Settings that cannot work here fail now, with one line, not after teachers load."""
+        subcommand = self.config.get("subcommand")
+        if subcommand in self.subcommands():
+            trainer = self.config[subcommand].trainer
+            check_accelerator(trainer.accelerator, trainer.devices)
 
     def _set_seed(self) -> None:
         if self.config.get("subcommand") != "play":
@@ -84,6 +114,36 @@ class DistillCLI(LightningCLI):
         super()._run_subcommand(subcommand)
 
 
+def _run_folder(logger: Any) -> tuple[str, str]:
+    """``(save_dir, name)`` of the run's first logger: where its versions and checkpoints are."""
+    first = logger[0] if isinstance(logger, list) and logger else logger
+    init_args = getattr(first, "init_args", None) or {}
+    save_dir = init_args.get("save_dir") or DEFAULT_RUN_DIR
+    name = init_args.get("name")
+    return str(save_dir), str(name if name is not None else "default")
+
+
+def check_accelerator(accelerator: Any, devices: Any) -> None:
+    """One line for an accelerator or device count this machine does not have."""
+    import torch
+
+    if not isinstance(accelerator, str):
+        return
+    name = accelerator.lower()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise ConfigError(f"trainer.accelerator {accelerator!r} needs a GPU, but torch ({torch.__version__}, {build}) "
+                          "sees none here; use --trainer.accelerator cpu (or auto)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"trainer.accelerator {accelerator!r} is not available here; use --trainer.accelerator cpu")
+    if name in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        available = torch.cuda.device_count()
+        wanted = devices if isinstance(devices, int) else len(devices) if isinstance(devices, (list, tuple)) else None
+        if isinstance(wanted, int) and wanted > available:
+            raise ConfigError(f"trainer.devices {devices!r} asks for {wanted} GPUs, this machine has {available}; "
+                              f"use --trainer.devices {available} (or fewer)")
+
+
 #: A run keeps its config, metrics and checkpoints together in runs/<name>/version_<n>/.
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
@@ -93,6 +153,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the data is an endless stream: trainer.max_steps (updates) ends a run
     "check_val_every_n_epoch": None,  # evaluate every trainer.val_check_interval updates
     "num_sanity_val_steps": 0,
+    # checkpoints are renamed into place, never left half-written by a killed run
+    "plugins": [{"class_path": "lightning_distill.checkpointing.AtomicCheckpointIO"}],
 }
 
 

@@ -16,6 +16,11 @@ class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable, or does not fit the task it is used for."""
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite: the run stops before the update that would spread it
+    into the weights, so every checkpoint written so far holds finite weights."""
+
+
 def _config_error_in(exc: BaseException) -> ConfigError | None:
     """The ConfigError that caused ``exc`` (jsonargparse wraps errors raised while parsing)."""
     seen: set[int] = set()
@@ -48,14 +53,21 @@ def one_line_errors() -> Iterator[None]:
     """Print bad-input errors as ``error: <one line>`` on stderr and exit with status 2."""
     from jsonargparse import ArgumentError
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
         yield
+    except TrainingDiverged as exc:  # not bad input: exit status 1
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is bad input
         cause = _config_error_in(exc)
         if cause is not None:
             text = str(cause)
         elif isinstance(exc, ArgumentError):
             text = summarize_parser_error(str(exc))
+        elif isinstance(exc, MisconfigurationException):  # Lightning's word for a bad Trainer setting
+            text = " ".join(str(exc).split())
         else:
             raise
         print(f"error: {text}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """What every data module shares: the tasks, the env-step counter, training-episode statistics,
-and evaluation requests that drive the module's ``validation_step``."""
+evaluation requests that drive the module's ``validation_step``, seeds per DDP rank, and the
+state a resumed run needs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.tasks import Task
+
+#: Under DDP, rank ``r`` seeds its envs, exploration and replay sampling at ``seed + r * RANK_SEED_STRIDE``:
+#: every rank owns its own experience, and rank 0 of a multi-GPU run acts as a single-process run would.
+RANK_SEED_STRIDE = 1_000_003
 
 
 class RLDataModule(pl.LightningDataModule):
@@ -32,6 +37,18 @@ class RLDataModule(pl.LightningDataModule):
         self.epsilon = 1.0  # exploration; set by callbacks.EpsilonSchedule, uniform random until then
         self._returns: dict[str, deque[float]] = {}
         self._new_episodes = 0
+        self._rng = np.random.default_rng(seed)  # exploration; re-seeded per rank in ``setup``
+
+    @property
+    def rank(self) -> int:
+        """This process's DDP rank (0 without a trainer or without DDP)."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.global_rank if trainer is not None else 0
+
+    @property
+    def rank_seed(self) -> int:
+        """The seed of this rank's envs, exploration and sampling (``seed`` on rank 0)."""
+        return self.seed + RANK_SEED_STRIDE * self.rank
 
     @property
     @abstractmethod
@@ -61,17 +78,38 @@ class RLDataModule(pl.LightningDataModule):
         return stats
 
     def val_dataloader(self) -> DataLoader:
-        """One evaluation request per task; the module's ``validation_step`` plays it."""
+        """One evaluation request per task; the module's ``validation_step`` plays it.
+
+        Every DDP rank gets every request (an iterable, so Lightning does not shard it): each
+        plays its share of the budget with its own seed, and the module pools the episodes."""
         budget = self.evaluation.as_kwargs()
         requests = [{"task_index": i, **budget} for i in range(len(self.tasks))]
-        return DataLoader(requests, batch_size=None, collate_fn=_as_is)
+        return DataLoader(Requests(requests), batch_size=None, collate_fn=_as_is)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "epsilon": self.epsilon}
+        """Counters and statistics a resumed run continues from (Lightning stores this in
+        every checkpoint; subclasses add their replay)."""
+        return {"env_steps": self.env_steps, "epsilon": self.epsilon,
+                "returns": {task_id: list(returns) for task_id, returns in self._returns.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
         self.epsilon = float(state_dict["epsilon"])
+        # rank 0 writes the checkpoint: every rank re-seeds from its own seed and the step count,
+        # so that ranks keep exploring differently and a resumed run does not repeat its start
+        self._rng = np.random.default_rng([self.rank_seed, self.env_steps])
+        for task_id, returns in state_dict.get("returns", {}).items():
+            self._returns[task_id] = deque(returns, maxlen=100)
+
+
+class Requests(IterableDataset):
+    """The evaluation requests, the same on every rank."""
+
+    def __init__(self, requests: list[dict[str, Any]]) -> None:
+        self.requests = requests
+
+    def __iter__(self) -> Iterator:
+        return iter(self.requests)
 
 
 class Stream(IterableDataset):

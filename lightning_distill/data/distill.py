@@ -35,6 +35,9 @@ class DistillDataModule(RLDataModule):
         batch_size: minibatch size per task (the paper: 32).
         learning_starts: experiences per task before the first update.
         train_freq: env steps per task (per env) between two updates (the paper: 4).
+        checkpoint_replay: store every task's replay memory (experiences, H-PR partitions,
+            ranks and priorities) in each checkpoint, so that a resumed run samples from the
+            same memory. Off by default: 100k MinAtar experiences are ~130 MB a task.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class DistillDataModule(RLDataModule):
         batch_size: int = 32,
         learning_starts: int = 10_000,
         train_freq: int = 4,
+        checkpoint_replay: bool = False,
         evaluation: EvalBudget | None = None,
         seed: int = 0,
     ) -> None:
@@ -66,12 +70,12 @@ class DistillDataModule(RLDataModule):
         self.batch_size = batch_size
         self.learning_starts = learning_starts
         self.train_freq = train_freq
+        self.checkpoint_replay = checkpoint_replay
         self.teachers: list | None = None
         self.envs: list | None = None
         self.memories: list[TaskMemory] = []
         self._obs: list[np.ndarray] = []
         self._new_episode: list[np.ndarray] = []
-        self._rng = np.random.default_rng(seed)
 
     @property
     def tasks(self) -> list[Task]:
@@ -90,9 +94,11 @@ class DistillDataModule(RLDataModule):
         if stage == "fit" and self.envs is None:
             from lightning_distill.envs import make_vec_env
 
-            self.envs = [make_vec_env(t, self.num_envs, seed=self.seed + 1000 * i) for i, t in enumerate(self._tasks)]
+            seed = self.rank_seed
+            self._rng = np.random.default_rng(seed)
+            self.envs = [make_vec_env(t, self.num_envs, seed=seed + 1000 * i) for i, t in enumerate(self._tasks)]
             self.memories = [
-                TaskMemory(self.replay.make_buffer(task, teacher, self.batch_size, seed=self.seed + 1000 * i),
+                TaskMemory(self.replay.make_buffer(task, teacher, self.batch_size, seed=seed + 1000 * i),
                            task, self.batch_size, self.num_envs)
                 for i, (task, teacher) in enumerate(zip(self._tasks, self.teachers))
             ]
@@ -138,6 +144,35 @@ class DistillDataModule(RLDataModule):
 
     def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None:
         self.memories[task_index].update_priority(index, priority)
+
+    def state_dict(self) -> dict:
+        """The base's counters, each sampler's update count (H-PR's beta anneals with it) and,
+        with ``checkpoint_replay``, the memories themselves."""
+        state = super().state_dict()
+        state["samples"] = [memory.buffer.sampler.samples for memory in self.memories]
+        if self.checkpoint_replay:
+            state["memories"] = [memory.state_dict() for memory in self.memories]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Called by Lightning after ``setup`` when a fit resumes: the memories exist and are
+        refilled (or, without a stored replay, start empty with the beta clock restored)."""
+        super().load_state_dict(state)
+        memories = state.get("memories")
+        if memories is not None and len(memories) != len(self.memories):
+            raise ConfigError(f"the checkpoint holds {len(memories)} replay memories for {len(self.memories)} tasks")
+        for i, memory in enumerate(self.memories):
+            if memories is not None:
+                memory.load_state_dict(memories[i])
+            else:
+                memory.buffer.sampler.samples = int(state["samples"][i])
+            # every rank resumes from rank 0's memory: each samples it with its own stream
+            memory.buffer.sampler.rng = np.random.default_rng([self.rank_seed + 1000 * i, self.env_steps])
+        if memories is None and self.checkpoint_replay and self.memories:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn("the checkpoint holds no replay (it was written with checkpoint_replay: false): "
+                           "the memories fill again from empty")
 
     def _stream(self) -> Iterator:
         while True:

@@ -31,6 +31,8 @@ class DQNDataModule(RLDataModule):
         batch_size: minibatch size.
         learning_starts: transitions to collect before the first update.
         train_freq: env steps per env between two updates.
+        checkpoint_replay: store the replay memory in each checkpoint (a resumed run then
+            samples from the same transitions).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class DQNDataModule(RLDataModule):
         batch_size: int = 32,
         learning_starts: int = 1_000,
         train_freq: int = 1,
+        checkpoint_replay: bool = False,
         evaluation: EvalBudget | None = None,
         seed: int = 0,
     ) -> None:
@@ -53,10 +56,10 @@ class DQNDataModule(RLDataModule):
         self.batch_size = batch_size
         self.learning_starts = learning_starts
         self.train_freq = train_freq
+        self.checkpoint_replay = checkpoint_replay
         self.env: VecEnv | None = None
         self.replay = None
         self._obs: np.ndarray | None = None
-        self._rng = np.random.default_rng(seed)
 
     @property
     def tasks(self) -> list[Task]:
@@ -64,7 +67,8 @@ class DQNDataModule(RLDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.env is None:
-            self.env = make_vec_env(self.task, self.num_envs, seed=self.seed)
+            self._rng = np.random.default_rng(self.rank_seed)
+            self.env = make_vec_env(self.task, self.num_envs, seed=self.rank_seed)
             self.replay = make_uniform_replay(self.buffer_size, self.batch_size)
             self._obs = self.env.reset()
 
@@ -97,6 +101,17 @@ class DQNDataModule(RLDataModule):
             finished = self.env.episodes.pop_finished()
             if finished:
                 self.record_episodes(self.task, finished)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.checkpoint_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
 
     def _stream(self) -> Iterator:
         while True:

@@ -124,9 +124,9 @@ class RolloutDataModule(RLDataModule):
                               "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)")
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher().to(module.device)
-        self.student_actor = Actor(self.task, self.num_envs, self.seed)
+        self.student_actor = Actor(self.task, self.num_envs, self.rank_seed)
         if getattr(module, "transfers_instances", False):
-            self.teacher_actor = Actor(self.task, self.num_envs, self.seed + TEACHER_SEED_OFFSET)
+            self.teacher_actor = Actor(self.task, self.num_envs, self.rank_seed + TEACHER_SEED_OFFSET)
 
     def _load_policy_teacher(self):
         from lightning_distill.teachers import PolicyTeacher, load_teacher
@@ -174,6 +174,17 @@ class RolloutDataModule(RLDataModule):
             return {"teacher_logits": dist.logits.reshape(*shape, -1).cpu()}
         return {"teacher_mean": dist.mean.reshape(*shape, -1).cpu(),
                 "teacher_log_std": dist.log_std.reshape(*shape, -1).cpu()}
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"recent_returns": list(self.recent_returns)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.recent_returns.extend(state.get("recent_returns", []))
+        # resumed actors sample from a stream of their own (rank and step count), not the start's again
+        for offset, actor in ((0, self.student_actor), (TEACHER_SEED_OFFSET, self.teacher_actor)):
+            if actor is not None:
+                actor.generator.manual_seed(self.rank_seed + offset + self.env_steps)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(OneIteration(self), batch_size=None, num_workers=0, collate_fn=_as_is)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import lightning.pytorch as pl
 import torch
 
-from lightning_distill.errors import CheckpointError, ConfigError
+from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
 from lightning_distill.evaluation import EvalResult, Policy, evaluate
 from lightning_distill.tasks import Task
 
@@ -68,6 +68,25 @@ class RLModule(pl.LightningModule):
             metrics["eval/return"] = result.mean
         self.log_dict(metrics, batch_size=1, sync_dist=True)
         self.last_evaluation[task.id] = result
+
+    def check_finite(self, loss: torch.Tensor, parts: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Stop the run with one line when ``loss`` is NaN or infinite, before its gradients
+        reach the weights: every checkpoint written so far stays a good one.
+
+        ``parts`` (name -> value) say which term went bad."""
+        if bool(torch.isfinite(loss)):
+            return
+        bad = [f"{name}={float(value):.4g}" for name, value in (parts or {}).items()
+               if not bool(torch.isfinite(torch.as_tensor(value)))]
+        callback = getattr(self._trainer, "checkpoint_callback", None) if self._trainer is not None else None
+        last = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
+        raise TrainingDiverged(
+            f"the loss became {float(loss.detach())} at update {self.global_step}"
+            + (f" ({', '.join(bad)})" if bad else "")
+            + "; stopped before applying it, the last checkpoint "
+            + (f"{last!r} holds finite weights" if last else "was not written yet")
+            + "; lower model.init_args.lr (or check the teachers' outputs) and resume with --ckpt_path"
+        )
 
     def should_log(self) -> bool:
         """True on the steps the logger writes: ``self.log`` costs ~1 ms a call, too much

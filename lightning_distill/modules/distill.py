@@ -117,10 +117,10 @@ class Distillation(RLModule):
                                     minibatch["weight"])
             total = total + out.loss
             datamodule.update_priority(i, minibatch["index"], out.priority)
+            metrics[f"train/{self.tasks[i].id}/loss"] = out.loss.detach()
             if log:
-                task_id = self.tasks[i].id
-                metrics[f"train/{task_id}/loss"] = out.loss.detach()
-                metrics[f"train/{task_id}/priority"] = out.priority.mean()
+                metrics[f"train/{self.tasks[i].id}/priority"] = out.priority.mean()
+        self.check_finite(total, metrics)
         if log:
             metrics["train/loss"] = total.detach()
             self.log_dict(metrics, batch_size=len(batch[0]["obs"]))

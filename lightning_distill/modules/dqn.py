@@ -91,6 +91,7 @@ class DQN(RLModule):
     def training_step(self, batch: TensorDict, batch_idx: int) -> torch.Tensor:
         q = self.q_net(batch["obs"]).gather(1, batch["action"].long().unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, self.td_target(batch), beta=self.hparams.huber_delta)
+        self.check_finite(loss)
         if self.global_step % self.hparams.target_update_interval == 0:
             self.target_net.load_state_dict(self.q_net.state_dict())
         if self.should_log():

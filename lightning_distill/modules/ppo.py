@@ -170,6 +170,7 @@ class PPO(RLModule):
             for part, teacher_part in zip(student_parts, teacher_parts):
                 teacher_mb = kept[teacher_part] if len(teacher_part) else None
                 loss, parts = self.loss(samples[part], teacher_mb, beta)
+                self.check_finite(loss, parts)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")

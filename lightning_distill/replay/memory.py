@@ -92,6 +92,27 @@ class TaskMemory:
         """The buffer slot of each ``index`` from ``sample``."""
         return index % self.slots
 
+    def state_dict(self) -> dict:
+        """Everything stored, the H-PR state (partitions, ranks, priorities) and the frame pool:
+        what a resumed run needs to sample as this memory would have."""
+        state = {"buffer": self.buffer.state_dict()}
+        if self.frames is not None:
+            pool = self.frames.pool
+            state["frames"] = {"frames": pool.frames, "refs": torch.from_numpy(pool.refs),
+                               "free": torch.from_numpy(pool.free), "num_free": pool.num_free,
+                               "held": torch.from_numpy(self.frames.held), "slot_frames": torch.from_numpy(self.slot_frames)}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self._columns = None
+        if self.frames is not None:
+            frames, pool = state["frames"], self.frames.pool
+            pool.frames, pool.num_free = frames["frames"].clone(), int(frames["num_free"])
+            pool.refs, pool.free = frames["refs"].numpy().copy(), frames["free"].numpy().copy()
+            self.frames.held = frames["held"].numpy().copy()
+            self.slot_frames = frames["slot_frames"].numpy().copy()
+
     def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
         if self.prioritized:

@@ -1,0 +1,189 @@
+"""Runs that users can trust: killed runs resume from their last checkpoint (replay included),
+checkpoints are never half-written, a diverging loss stops the run and keeps the good
+checkpoints, impossible settings fail before training, and progress shows what matters."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from conftest import REPO, one_line_error, run_cli
+from lightning_distill.checkpointing import atomic_save
+
+HPR = str(REPO / "configs/distill/minatar_hpr.yaml")
+CARTPOLE_PAIR = str(REPO / "configs/repaint/cartpole.yaml")
+QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+# two games, small H-PR memories, a checkpoint every 25 updates with the replay inside it
+SMALL_HPR = (
+    "--data.init_args.tasks", "[{id: MinAtar/Breakout}, {id: MinAtar/Freeway}]",
+    "--data.init_args.teachers", "[bundled:minatar/breakout, bundled:minatar/freeway]",
+    "--data.init_args.replay.init_args.partition_capacity", "600",
+    "--data.init_args.replay.init_args.value_steps", "200",
+    "--data.init_args.replay.init_args.sort_every", "20",
+    "--data.init_args.learning_starts", "100",
+    "--data.init_args.checkpoint_replay", "true",
+    "--trainer.val_check_interval", "100000",
+    "--trainer.callbacks", "[{class_path: callbacks.EpsilonSchedule, init_args: {decay_steps: 8000}}, "
+    "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, "
+    "init_args: {every_n_train_steps: 25, save_last: true, save_top_k: 0}}]",
+)
+
+
+def hpr_args(root: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", HPR, *SMALL_HPR, "--trainer.logger.init_args.save_dir", str(root),
+            "--trainer.logger.init_args.name", "hpr", *QUIET, *extra]
+
+
+def kill_after_second_checkpoint(root: Path) -> Path:
+    """Start a long run in a subprocess; SIGKILL it once it has written ``last.ckpt`` twice."""
+    args = hpr_args(root, "--trainer.max_steps", "100000")
+    process = subprocess.Popen([sys.executable, "-m", "lightning_distill", *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    last = root / "hpr" / "version_0" / "checkpoints" / "last.ckpt"
+    first_write, deadline = None, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if last.exists():
+                mtime = last.stat().st_mtime_ns
+                if first_write is None:
+                    first_write = mtime
+                elif mtime != first_write:
+                    break
+            time.sleep(0.05)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert first_write is not None, "no checkpoint written in time"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return last
+
+
+class ReplayProbe(pl.Callback):
+    """Records what a resumed run restored, before it steps on (named by class path on the command line)."""
+
+    seen: dict = {}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        ReplayProbe.seen.update(env_steps=trainer.datamodule.env_steps,
+                                memories=copy.deepcopy([m.state_dict() for m in trainer.datamodule.memories]))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ReplayProbe.seen.update(step=trainer.global_step)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_path):
+    last = kill_after_second_checkpoint(tmp_path)
+    saved = torch.load(last, weights_only=True)  # whole and readable although the writer was killed
+    step = saved["global_step"]
+    assert step >= 50 and step % 25 == 0
+
+    run_cli(*hpr_args(tmp_path, "--trainer.max_steps", str(step + 10), "--ckpt_path", "last",
+                      "--trainer.callbacks+=test_resume_and_failures.ReplayProbe"))
+    seen = ReplayProbe.seen
+    assert seen["step"] == step
+    resumed = torch.load(tmp_path / "hpr" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == step + 10
+    assert seen["env_steps"] == saved["DistillDataModule"]["env_steps"] > 0
+    for mine, theirs in zip(seen["memories"], saved["DistillDataModule"]["memories"], strict=True):
+        stored, expected = mine["buffer"]["_storage"]["_storage"], theirs["buffer"]["_storage"]["_storage"]
+        assert all(torch.equal(stored[k], expected[k]) for k in ("obs", "q_teacher", "value"))
+        assert torch.equal(mine["buffer"]["_sampler"]["priority"], theirs["buffer"]["_sampler"]["priority"])
+        assert mine["buffer"]["_writer"]["sizes"] == theirs["buffer"]["_writer"]["sizes"]
+        assert sum(theirs["buffer"]["_writer"]["sizes"]) > 0
+
+
+def test_a_checkpoint_being_overwritten_is_the_old_or_the_new_never_a_partial_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    atomic_save({"step": 1, "weights": torch.zeros(10)}, path)
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, torch; from pathlib import Path; from lightning_distill.checkpointing import atomic_save\n"
+        "big = torch.randn(64, 1024, 1024)\n"  # 256 MB: the kill lands mid-write
+        "while True: atomic_save({'step': 2, 'weights': big}, Path(sys.argv[1]))\n"), str(path)], cwd=REPO)
+    time.sleep(4.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["step"] in (1, 2)
+    assert checkpoint["weights"].numel() in (10, 64 * 1024 * 1024)
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    atomic_save({"step": 1}, path)
+    with pytest.raises(Exception):
+        atomic_save({"step": 2, "bad": lambda: None}, path)  # cannot be pickled: fails mid-save
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_nan_loss_stops_the_run_with_one_line_and_every_checkpoint_stays_finite(tmp_path, capsys, monkeypatch):
+    import lightning_distill.modules.ppo as ppo
+
+    surrogate = ppo.clipped_surrogate
+    calls = {"n": 0}
+
+    def diverging(*args, **kwargs):  # finite for 3 iterations (4 epochs x 4 minibatches each), then NaN
+        calls["n"] += 1
+        value = surrogate(*args, **kwargs)
+        return value * torch.nan if calls["n"] > 3 * 16 else value
+
+    monkeypatch.setattr(ppo, "clipped_surrogate", diverging)
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", "--config", CARTPOLE_PAIR, "--model.init_args.method", "ks", "--trainer.max_epochs", "10",
+                "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path),
+                *QUIET)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "the loss became nan at update 48 (loss/clip=nan)" in line and "last.ckpt" in line, line
+    checkpoints = list((tmp_path / "repaint_cartpole" / "version_0" / "checkpoints").glob("*.ckpt"))
+    assert checkpoints
+    for path in checkpoints:
+        state = torch.load(path, weights_only=True)
+        assert state["epoch"] <= 3
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_a_gpu_run_on_a_machine_without_one_fails_before_training_with_one_line(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--trainer.accelerator", "gpu",
+                          "--trainer.logger.init_args.save_dir", str(tmp_path))
+    assert "trainer.accelerator 'gpu' needs a GPU" in line and "--trainer.accelerator cpu" in line
+    assert not (tmp_path / "repaint_cartpole").exists()
+
+
+def test_a_teacher_for_other_actions_fails_before_training_with_one_line(capsys, tmp_path):
+    line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/repaint/reacher_similar.yaml"),
+                          "--data.init_args.teacher", "bundled:ppo/cartpole_centered",
+                          "--trainer.logger.init_args.save_dir", str(tmp_path), *QUIET)
+    assert "does not fit task 'Reacher-v5'" in line and "2 actions" in line
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
+    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", "last",
+                          "--trainer.logger.init_args.save_dir", str(tmp_path))
+    assert "no last.ckpt under" in line
+    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", str(tmp_path / "nope.ckpt"))
+    assert "nope.ckpt" in line and "is not a file" in line
+
+
+def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_path, capsys):
+    run_cli("fit", "--config", CARTPOLE_PAIR, "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "2",
+            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_model_summary", "false",
+            "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "true")
+    out = capsys.readouterr().out.replace("\r", "\n")
+    final = [line for line in out.splitlines() if "4/4 it" in line][-1]
+    for shown in ("env 2048", "upd/s", "beta_k 0.729", "eval "):
+        assert shown in final, final
