@@ -36,7 +36,6 @@ class RLDataModule(pl.LightningDataModule):
         self.env_steps = 0  # agent steps taken in training envs, summed over envs and tasks
         self.epsilon = 1.0  # exploration; set by callbacks.EpsilonSchedule, uniform random until then
         self._returns: dict[str, deque[float]] = {}
-        self._new_episodes = 0
         self._rng = np.random.default_rng(seed)  # exploration; re-seeded per rank in ``setup``
 
     @property
@@ -65,16 +64,15 @@ class RLDataModule(pl.LightningDataModule):
         """Keep the returns of finished training episodes (the last 100 per task)."""
         returns = self._returns.setdefault(task.id, deque(maxlen=100))
         returns.extend(ret for _, ret, _ in finished)
-        self._new_episodes += len(finished)
 
     def episode_stats(self) -> dict[str, float]:
-        """Mean return over the last 100 training episodes per task, when new episodes ended."""
+        """Env steps, and the mean return over the last 100 training episodes of each task (NaN
+        before its first episode ends): the same keys every call, on every DDP rank."""
         stats: dict[str, float] = {"train/env_steps": float(self.env_steps)}
-        if self._new_episodes:
-            self._new_episodes = 0
-            for task_id, returns in self._returns.items():
-                key = "train/return_100" if len(self.tasks) == 1 else f"train/{task_id}/return_100"
-                stats[key] = float(np.mean(returns))
+        for task in self.tasks:
+            returns = self._returns.get(task.id)
+            key = "train/return_100" if len(self.tasks) == 1 else f"train/{task.id}/return_100"
+            stats[key] = float(np.mean(returns)) if returns else float("nan")
         return stats
 
     def val_dataloader(self) -> DataLoader:

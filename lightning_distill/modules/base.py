@@ -4,6 +4,7 @@ checkpoint that ``play``, ``validate`` and the teacher loader can open without a
 from __future__ import annotations
 
 import importlib
+import math
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import lightning.pytorch as pl
 import torch
 
+from lightning_distill.data.base import RANK_SEED_STRIDE
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
 from lightning_distill.evaluation import EvalResult, Policy, evaluate
 from lightning_distill.tasks import Task
@@ -58,16 +60,50 @@ class RLModule(pl.LightningModule):
     # -- evaluation as Lightning's validation loop -------------------------------------------
 
     def validation_step(self, request: dict[str, Any], batch_idx: int) -> None:
-        """One evaluation request (see ``RLDataModule.val_dataloader``) per task."""
+        """One evaluation request (see ``RLDataModule.val_dataloader``) per task.
+
+        Under DDP each rank plays its share of the budget with its own seed, and the returns of
+        every rank's episodes are pooled: all ranks then hold the same result."""
         i = int(request["task_index"])
         task = self.tasks[i]
         budget = {k: request[k] for k in ("episodes", "steps", "epsilon", "num_envs", "seed")}
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if world > 1:
+            for key in ("episodes", "steps"):
+                if budget[key] is not None:
+                    budget[key] = -(-budget[key] // world)
+            budget["seed"] += RANK_SEED_STRIDE * rank
         result = evaluate(self.policy(i), task, device=self.device, **budget)
+        if world > 1:
+            result = self.pool_returns(result.returns)
         metrics = {f"eval/{task.id}/return": result.mean, f"eval/{task.id}/episodes": float(result.count)}
         if len(self.tasks) == 1:
             metrics["eval/return"] = result.mean
-        self.log_dict(metrics, batch_size=1, sync_dist=True)
+        self.log_dict(metrics, batch_size=1)
         self.last_evaluation[task.id] = result
+
+    def pool_returns(self, returns: list[float]) -> EvalResult:
+        """Every rank's episode returns as one result (ranks finish different numbers of episodes)."""
+        counts = self.all_gather(torch.tensor(len(returns), device=self.device)).reshape(-1)
+        padded = torch.full((int(counts.max()),), float("nan"), dtype=torch.float64, device=self.device)
+        padded[: len(returns)] = torch.tensor(returns, dtype=torch.float64)
+        pooled = self.all_gather(padded).reshape(-1)
+        return EvalResult.from_returns(pooled[~pooled.isnan()].tolist())
+
+    def reduce_across_ranks(self, metrics: Mapping[str, float | torch.Tensor], sums: tuple[str, ...] = ()
+                            ) -> dict[str, float]:
+        """Means over ranks (sums for the keys in ``sums``), leaving out ranks where a value is
+        NaN (say, no episode finished there yet); the finite results only.
+
+        Every rank must pass the same keys (missing values as NaN): this is one collective call."""
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            gathered = self.all_gather(values).reshape(self.trainer.world_size, len(keys))
+            mean = gathered.nanmean(dim=0)
+            total = gathered.nan_to_num().sum(dim=0)
+            values = torch.where(torch.tensor([k in sums for k in keys], device=self.device), total, mean)
+        return {k: float(v) for k, v in zip(keys, values.tolist()) if math.isfinite(v)}
 
     def check_finite(self, loss: torch.Tensor, parts: Mapping[str, torch.Tensor] | None = None) -> None:
         """Stop the run with one line when ``loss`` is NaN or infinite, before its gradients
@@ -95,11 +131,11 @@ class RLModule(pl.LightningModule):
         return trainer.logger is not None and self.global_step % trainer.log_every_n_steps == 0
 
     def log_episode_stats(self) -> None:
-        """Log the training episodes that ended since the last call (returns over recent episodes)."""
+        """Log env steps (summed over ranks) and the mean return of recent training episodes."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None:
             return
-        stats = datamodule.episode_stats()
+        stats = self.reduce_across_ranks(datamodule.episode_stats(), sums=("train/env_steps",))
         if stats:
             self.log_dict(stats, batch_size=1)
 

@@ -123,7 +123,7 @@ class Distillation(RLModule):
         self.check_finite(total, metrics)
         if log:
             metrics["train/loss"] = total.detach()
-            self.log_dict(metrics, batch_size=len(batch[0]["obs"]))
+            self.log_dict(metrics, batch_size=len(batch[0]["obs"]), sync_dist=True)
             self.log_episode_stats()
         return total
 

@@ -95,7 +95,7 @@ class DQN(RLModule):
         if self.global_step % self.hparams.target_update_interval == 0:
             self.target_net.load_state_dict(self.q_net.state_dict())
         if self.should_log():
-            self.log_dict({"train/loss": loss, "train/q_mean": q.mean()}, batch_size=len(q), prog_bar=True)
+            self.log_dict({"train/loss": loss, "train/q_mean": q.mean()}, batch_size=len(q), prog_bar=True, sync_dist=True)
             self.log_episode_stats()
         return loss
 

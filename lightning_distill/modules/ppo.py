@@ -223,25 +223,32 @@ class PPO(RLModule):
 
     def log_iteration(self, stats: dict[str, list[torch.Tensor]], beta: float, kept: TensorDict | None,
                       batch: TensorDict) -> None:
-        """Per-iteration metrics (logged at the epoch's end: one row per iteration ``k``)."""
-        metrics = {key: torch.stack(values).mean() for key, values in stats.items()}
+        """Per-iteration metrics (logged at the epoch's end: one row per iteration ``k``),
+        averaged over DDP ranks (env steps and kept samples summed)."""
+        metrics: dict[str, float | torch.Tensor] = {key: torch.stack(values).mean() for key, values in stats.items()}
         metrics["transfer/beta_k"] = beta
+        nan = float("nan")
         if kept is not None:
+            metrics.setdefault("loss/instance", nan)  # no minibatch had a kept sample
             metrics["transfer/kept"] = float(kept.shape[0])
             metrics["transfer/kept_fraction"] = kept.shape[0] / batch["teacher"].numel()
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             metrics["train/env_steps"] = float(datamodule.env_steps)
-            if datamodule.recent_returns:
-                metrics["train/return"] = sum(datamodule.recent_returns) / len(datamodule.recent_returns)
-            if kept is not None and datamodule.teacher_returns:
-                metrics["transfer/teacher_return"] = sum(datamodule.teacher_returns) / len(datamodule.teacher_returns)
+            metrics["train/return"] = _mean(datamodule.recent_returns)
+            if kept is not None:
+                metrics["transfer/teacher_return"] = _mean(datamodule.teacher_returns)
         if not self.tasks[0].discrete:
             metrics["policy/std"] = self.actor_critic.log_std.exp().mean().detach()
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=1, prog_bar=False)
+        reduced = self.reduce_across_ranks(metrics, sums=("train/env_steps", "transfer/kept"))
+        self.log_dict(reduced, on_step=False, on_epoch=True, batch_size=1, prog_bar=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.actor_critic.parameters(), lr=self.hparams.lr, eps=1e-5)
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def teacher_distribution(mb: TensorDict) -> ActionDist:
