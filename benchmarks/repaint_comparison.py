@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lightning_distill.cli import csv_logger_args  # noqa: E402
 from lightning_distill.transfer_metric import iterations_to_target, pct_reduced  # noqa: E402
 
 METHODS = ("baseline", "ks", "it", "repaint")
@@ -74,8 +75,7 @@ def run_one(args, name: str, teacher: str, seed: int) -> None:
     method = name.split("_")[0]
     cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", str(config_path(args.pair, teacher)),
            "--model.init_args.method", method, "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-           "--trainer.max_epochs", str(args.iterations), "--trainer.logger.init_args.save_dir", str(args.out),
-           "--trainer.logger.init_args.name", name, "--trainer.logger.init_args.version", "0",
+           "--trainer.max_epochs", str(args.iterations), *csv_logger_args(args.out, name, version=0),
            "--trainer.enable_progress_bar", "false"]
     start = time.time()
     log = args.out / f"{name}.log"

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from lightning_distill.cli import csv_logger_args  # noqa: E402
+
 THRESHOLD = 90.0  # % of teacher
 
 
@@ -31,8 +34,7 @@ def command(kind: str, seed: int, out: Path) -> list[str]:
     config = "hpr" if kind.startswith("hpr") else kind
     cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", f"configs/distill/minatar_{config}.yaml",
            "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-           "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", f"{kind}_s{seed}",
-           "--trainer.logger.init_args.version", "0", "--trainer.enable_checkpointing", "false"]
+           *csv_logger_args(out, f"{kind}_s{seed}", version=0), "--trainer.enable_checkpointing", "false"]
     if kind.startswith("hpr_p"):
         cmd += ["--data.init_args.replay.init_args.partitions", kind.removeprefix("hpr_p")]
     return cmd

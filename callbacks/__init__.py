@@ -3,5 +3,6 @@
 from callbacks.exploration import EpsilonSchedule
 from callbacks.progress import RLProgress
 from callbacks.teacher_score import TeacherComparison
+from callbacks.wandb_media import WandbMedia
 
-__all__ = ["EpsilonSchedule", "RLProgress", "TeacherComparison"]
+__all__ = ["EpsilonSchedule", "RLProgress", "TeacherComparison", "WandbMedia"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentParser
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_distill.checkpointing import find_last_checkpoint
 from lightning_distill.data.base import RLDataModule
@@ -29,6 +29,21 @@ def _task_dicts(datamodule: RLDataModule) -> list[dict[str, Any]]:
     return [task.to_dict() for task in datamodule.tasks]
 
 
+class SaveConfigEverywhere(SaveConfigCallback):
+    """``config.yaml`` in the run folder (Lightning's), and the same resolved config in the W&B
+    run (rank 0), so a run on wandb.ai says exactly how it was made."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        import yaml
+
+        from callbacks.wandb_media import wandb_logger
+
+        logger = wandb_logger(trainer)
+        if logger is not None:
+            config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            logger.experiment.config.update(config, allow_val_change=True)
+
+
 class DistillCLI(LightningCLI):
     """LightningCLI with task linking, run-directory defaults and the ``play`` subcommand."""
 
@@ -40,6 +55,7 @@ class DistillCLI(LightningCLI):
             subclass_mode_data=True,
             parser_kwargs={name: dict(PARSER_KWARGS) for name in self.subcommands()} | PARSER_KWARGS,
             trainer_defaults=TRAINER_DEFAULTS,
+            save_config_callback=SaveConfigEverywhere,
             save_config_kwargs={"overwrite": False},
             args=args,
             run=run,
@@ -121,6 +137,13 @@ def _run_folder(logger: Any) -> tuple[str, str]:
     save_dir = init_args.get("save_dir") or DEFAULT_RUN_DIR
     name = init_args.get("name")
     return str(save_dir), str(name if name is not None else "default")
+
+
+def csv_logger_args(save_dir: str | Path, name: str, version: int | None = None) -> list[str]:
+    """Arguments that replace a config's loggers (CSV and W&B) by one ``CSVLogger`` writing
+    ``save_dir/name/version_N``: what scripts that read ``metrics.csv`` (benchmarks, tests) pass."""
+    init_args = f"save_dir: '{save_dir}', name: '{name}'" + ("" if version is None else f", version: {version}")
+    return ["--trainer.logger", f"{{class_path: lightning.pytorch.loggers.CSVLogger, init_args: {{{init_args}}}}}"]
 
 
 def check_accelerator(accelerator: Any, devices: Any) -> None:

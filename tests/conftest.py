@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# the shipped configs log to W&B offline; tests that do not check W&B keep it off (no run folders, no service)
+os.environ.setdefault("WANDB_MODE", "disabled")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +18,13 @@ def run_cli(*args: str) -> None:
     from lightning_distill.cli import main
 
     main(list(args))
+
+
+def csv_logger(save_dir: str | Path, name: str, version: int | None = None) -> list[str]:
+    """One CSVLogger instead of the config's CSV + W&B loggers: the metrics.csv the tests read."""
+    from lightning_distill.cli import csv_logger_args
+
+    return csv_logger_args(save_dir, name, version)
 
 
 def one_line_error(capsys, *args: str) -> str:
@@ -36,7 +45,7 @@ def cartpole_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     run_cli(
         "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
-        "--trainer.logger.init_args.save_dir", str(root),
+        *csv_logger(root, "teacher_cartpole"),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
     )

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, one_line_error, run_cli
+from conftest import REPO, csv_logger, one_line_error, run_cli
 
 TEACHER_CONFIGS = sorted((REPO / "configs" / "teacher").glob("*.yaml"))
 
@@ -79,7 +79,7 @@ def test_play_accepts_the_saved_fit_config_and_writes_mp4(cartpole_run, cartpole
 
 def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpole_best_ckpt, tmp_path, capsys):
     run_cli("validate", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
-            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+            *csv_logger(tmp_path, "validate"), "--trainer.enable_progress_bar", "false")
     out = capsys.readouterr().out
     assert "eval/CartPole-v1/return" in out and "eval/CartPole-v1/episodes" in out
 
@@ -92,20 +92,20 @@ def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpol
 def test_minatar_and_atari_teacher_configs_train_a_few_hundred_steps(config, overrides, tmp_path):
     run_cli("fit", "--config", str(REPO / "configs/teacher" / config), *overrides,
             "--trainer.max_steps", "200", "--trainer.val_check_interval", "200",
-            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+            *csv_logger(tmp_path, "teacher"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false")
     (run_dir,) = next(tmp_path.iterdir()).iterdir()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert "eval/return" in (run_dir / "metrics.csv").read_text()
 
 
-def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path):
+def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the shipped loggers (CSV and W&B) write to ./runs
     for _ in range(2):
         run_cli("fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
                 "--trainer.max_steps", "50", "--data.init_args.learning_starts", "64",
                 "--trainer.val_check_interval", "50", "--data.init_args.evaluation.episodes", "1",
-                "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
-                "--trainer.enable_model_summary", "false")
-    runs = sorted((tmp_path / "teacher_cartpole").iterdir())
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+    runs = sorted((tmp_path / "runs" / "teacher_cartpole").iterdir())
     assert [r.name for r in runs] == ["version_0", "version_1"]
     assert all((r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs)

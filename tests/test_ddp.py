@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, csv_logger
 
 DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -23,7 +23,7 @@ def run_ddp(tmp_path, config: str, *args: str) -> tuple[dict, dict, pd.DataFrame
     env = os.environ | {"DDP_PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
                         "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", str(REPO / config), *DDP,
-           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.logger.init_args.name", "ddp", *args]
+           *csv_logger(tmp_path, "ddp"), *args]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

@@ -8,7 +8,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import REPO, run_cli
+from conftest import REPO, csv_logger, run_cli
 from lightning_distill.tasks import Task
 
 ATARI10 = ["proposed", "dist", "amn"]
@@ -58,7 +58,7 @@ def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[st
         "--data.init_args.learning_starts", "64",
         "--data.init_args.evaluation.steps", "100",
         "--trainer.max_steps", "60",
-        "--trainer.logger.init_args.save_dir", str(tmp_path),
+        *csv_logger(tmp_path, config),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
     )

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, csv_logger, run_cli
 from lightning_distill.modules.base import load_agent
 from lightning_distill.play import play
 from lightning_distill.teachers import bundled_teachers
@@ -33,7 +33,7 @@ def distilled_run(tmp_path_factory) -> Path:
         "fit", "--config", str(QUICKSTART), "--config", str(two_game_overrides(root)),
         "--trainer.max_steps", "6000", "--trainer.val_check_interval", "3000",
         "--data.init_args.evaluation.episodes", "64",  # Breakout's returns vary: 32 episodes leave ~10% noise
-        "--trainer.logger.init_args.save_dir", str(root),
+        *csv_logger(root, "minatar_quickstart"),
     )
     (run_dir,) = (root / "minatar_quickstart").iterdir()
     return run_dir
@@ -91,7 +91,7 @@ def test_a_teacher_that_does_not_fit_its_task_stops_before_training(tmp_path, ca
     }}}))
     with pytest.raises(SystemExit) as info:
         run_cli("fit", "--config", str(QUICKSTART), "--config", str(overrides), "--seed_everything", "false",
-                "--trainer.logger.init_args.save_dir", str(tmp_path))
+                *csv_logger(tmp_path, "wrong"))
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not fit task 'CartPole-v1'" in err[0] and "6 actions" in err[0]

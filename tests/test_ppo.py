@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from conftest import REPO, one_line_error, run_cli
+from conftest import REPO, csv_logger, one_line_error, run_cli
 from lightning_distill.data.rollout import Actor
 from lightning_distill.evaluation import evaluate
 from lightning_distill.modules import PPO, load_agent
@@ -23,8 +23,7 @@ CARTPOLE_PAIR = str(REPO / "configs/repaint/cartpole.yaml")
 
 def fit(config: str, root: Path, name: str, *args: str) -> Path:
     """Run ``fit`` with a config into ``root/name``; the run directory."""
-    run_cli("fit", "--config", config, "--trainer.logger.init_args.save_dir", str(root),
-            "--trainer.logger.init_args.name", name, *QUIET, *args)
+    run_cli("fit", "--config", config, *csv_logger(root, name), *QUIET, *args)
     (run_dir,) = (root / name).iterdir()
     return run_dir
 

@@ -12,11 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import json
+
 import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 
-from conftest import REPO, one_line_error, run_cli
+from conftest import REPO, csv_logger, one_line_error, run_cli
 from lightning_distill.checkpointing import atomic_save
 
 HPR = str(REPO / "configs/distill/minatar_hpr.yaml")
@@ -39,8 +44,7 @@ SMALL_HPR = (
 
 
 def hpr_args(root: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", HPR, *SMALL_HPR, "--trainer.logger.init_args.save_dir", str(root),
-            "--trainer.logger.init_args.name", "hpr", *QUIET, *extra]
+    return ["fit", "--config", HPR, *SMALL_HPR, *csv_logger(root, "hpr"), *QUIET, *extra]
 
 
 def kill_after_second_checkpoint(root: Path) -> Path:
@@ -139,7 +143,7 @@ def test_a_nan_loss_stops_the_run_with_one_line_and_every_checkpoint_stays_finit
     monkeypatch.setattr(ppo, "clipped_surrogate", diverging)
     with pytest.raises(SystemExit) as info:
         run_cli("fit", "--config", CARTPOLE_PAIR, "--model.init_args.method", "ks", "--trainer.max_epochs", "10",
-                "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path),
+                "--trainer.check_val_every_n_epoch", "1", *csv_logger(tmp_path, "repaint_cartpole"),
                 *QUIET)
     assert info.value.code == 1
     err = capsys.readouterr().err
@@ -158,7 +162,7 @@ def test_a_gpu_run_on_a_machine_without_one_fails_before_training_with_one_line(
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--trainer.accelerator", "gpu",
-                          "--trainer.logger.init_args.save_dir", str(tmp_path))
+                          *csv_logger(tmp_path, "repaint_cartpole"))
     assert "trainer.accelerator 'gpu' needs a GPU" in line and "--trainer.accelerator cpu" in line
     assert not (tmp_path / "repaint_cartpole").exists()
 
@@ -166,14 +170,14 @@ def test_a_gpu_run_on_a_machine_without_one_fails_before_training_with_one_line(
 def test_a_teacher_for_other_actions_fails_before_training_with_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/repaint/reacher_similar.yaml"),
                           "--data.init_args.teacher", "bundled:ppo/cartpole_centered",
-                          "--trainer.logger.init_args.save_dir", str(tmp_path), *QUIET)
+                          *csv_logger(tmp_path, "repaint_cartpole"), *QUIET)
     assert "does not fit task 'Reacher-v5'" in line and "2 actions" in line
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", "last",
-                          "--trainer.logger.init_args.save_dir", str(tmp_path))
+                          *csv_logger(tmp_path, "repaint_cartpole"))
     assert "no last.ckpt under" in line
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", str(tmp_path / "nope.ckpt"))
     assert "nope.ckpt" in line and "is not a file" in line
@@ -181,9 +185,37 @@ def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
 
 def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_path, capsys):
     run_cli("fit", "--config", CARTPOLE_PAIR, "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "2",
-            "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_model_summary", "false",
+            *csv_logger(tmp_path, "repaint_cartpole"), "--trainer.enable_model_summary", "false",
             "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "true")
     out = capsys.readouterr().out.replace("\r", "\n")
     final = [line for line in out.splitlines() if "4/4 it" in line][-1]
     for shown in ("env 2048", "upd/s", "beta_k 0.729", "eval "):
         assert shown in final, final
+
+
+def test_wandb_offline_run_holds_the_config_videos_score_table_and_partition_occupancy(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)  # the config's loggers write to ./runs
+    run_cli("fit", "--config", HPR, *SMALL_HPR[:-2], *QUIET, "--trainer.max_steps", "40",
+            "--trainer.val_check_interval", "40", "--trainer.log_every_n_steps", "20",
+            "--data.init_args.evaluation", "{episodes: 2, num_envs: 2}",
+            "--trainer.callbacks", "[{class_path: callbacks.WandbMedia, init_args: {video_steps: 30}}]")
+    import wandb
+
+    run_config, summary = dict(wandb.run.config), dict(wandb.run.summary)
+    wandb.finish()
+    assert run_config["data"]["init_args"]["replay"]["init_args"]["partitions"] == 5  # the resolved config
+    assert run_config["trainer"]["max_steps"] == 40
+    shares = [summary[f"replay/MinAtar/Breakout/partition_{j}"] for j in range(5)]
+    assert sum(shares) == pytest.approx(1.0)
+    (run,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")  # for `wandb sync`
+    files = run / "files"
+    videos = sorted(p.name for p in (files / "videos").glob("*.mp4"))
+    assert videos == ["MinAtar_Breakout_40.mp4", "MinAtar_Freeway_40.mp4"]
+    (table,) = (files / "media" / "table" / "eval").glob("scores_*.table.json")
+    rows = json.loads(table.read_text())["data"]
+    assert [row[0] for row in rows] == ["MinAtar/Breakout", "MinAtar/Freeway"]
+    (csv_run,) = (tmp_path / "runs" / "minatar_hpr").glob("version_*")
+    metrics = pd.read_csv(csv_run / "metrics.csv")
+    shares = metrics[[f"replay/MinAtar/Breakout/partition_{j}" for j in range(5)]].dropna()
+    assert len(shares) >= 1 and np.allclose(shares.sum(axis=1), 1.0)
