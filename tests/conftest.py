@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ def run_cli(*args: str) -> None:
     from lightning_distill.cli import main
 
     main(list(args))
+
+
+@pytest.fixture(autouse=True)
+def no_wandb_run_outlives_its_test():
+    """A command-line run ends its W&B run when the process exits; in-process tests end it here,
+    or the next WandbLogger would reuse it."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 def csv_logger(save_dir: str | Path, name: str, version: int | None = None) -> list[str]:

@@ -5,6 +5,7 @@ checkpoints, impossible settings fail before training, and progress shows what m
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -12,14 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import json
-
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from conftest import REPO, csv_logger, one_line_error, run_cli
 from lightning_distill.checkpointing import atomic_save
@@ -219,3 +217,14 @@ def test_wandb_offline_run_holds_the_config_videos_score_table_and_partition_occ
     metrics = pd.read_csv(csv_run / "metrics.csv")
     shares = metrics[[f"replay/MinAtar/Breakout/partition_{j}" for j in range(5)]].dropna()
     assert len(shares) >= 1 and np.allclose(shares.sum(axis=1), 1.0)
+
+
+def test_a_resumed_repaint_run_continues_its_iterations_and_beta_schedule(tmp_path):
+    common = ("fit", "--config", CARTPOLE_PAIR, *csv_logger(tmp_path, "pair"), *QUIET,
+              "--trainer.check_val_every_n_epoch", "2")
+    run_cli(*common, "--trainer.max_epochs", "2")
+    run_cli(*common, "--trainer.max_epochs", "4", "--ckpt_path", "last")
+    resumed = pd.read_csv(tmp_path / "pair" / "version_1" / "metrics.csv").dropna(subset=["transfer/beta_k"])
+    assert resumed["epoch"].tolist() == [2, 3]
+    assert resumed["transfer/beta_k"].tolist() == pytest.approx([0.9**2, 0.9**3])  # the config's beta_decay
+    assert resumed["train/env_steps"].tolist() == [3 * 512.0, 4 * 512.0]
