@@ -114,8 +114,7 @@ class RLModule(pl.LightningModule):
             return
         bad = [f"{name}={float(value):.4g}" for name, value in (parts or {}).items()
                if not bool(torch.isfinite(torch.as_tensor(value)))]
-        callback = getattr(self._trainer, "checkpoint_callback", None) if self._trainer is not None else None
-        last = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
+        last = self.newest_checkpoint()
         raise TrainingDiverged(
             f"the loss became {float(loss.detach())} at update {self.global_step}"
             + (f" ({', '.join(bad)})" if bad else "")
@@ -123,6 +122,17 @@ class RLModule(pl.LightningModule):
             + (f"{last!r} holds finite weights" if last else "was not written yet")
             + "; lower model.init_args.lr (or check the teachers' outputs) and resume with --ckpt_path"
         )
+
+    def newest_checkpoint(self) -> str:
+        """The run's resume point: the newest ``last`` checkpoint of its ``ModelCheckpoint``
+        callbacks, else the newest best one ('' if none was written)."""
+        callbacks = self._trainer.checkpoint_callbacks if self._trainer is not None else []
+        for kind in ("last_model_path", "best_model_path"):
+            written = [Path(getattr(cb, kind)) for cb in callbacks if getattr(cb, kind)]
+            written = [p for p in written if p.is_file()]
+            if written:
+                return str(max(written, key=lambda p: p.stat().st_mtime_ns))
+        return ""
 
     def should_log(self) -> bool:
         """True on the steps the logger writes: ``self.log`` costs ~1 ms a call, too much
