@@ -51,6 +51,7 @@ class RLProgress(ProgressBar):
         self._enabled = True
         self._bar = None
         self._last_draw = 0.0
+        self._last_line = ""
         self._start = (0.0, 0)
 
     def disable(self) -> None:
@@ -112,7 +113,10 @@ class RLProgress(ProgressBar):
                 self._bar.refresh()
                 self._last_draw = now
         elif force or now - self._last_draw >= self.log_seconds:
-            print(self.line(trainer), flush=True)
+            line = self.line(trainer)
+            if line != self._last_line:  # the end of training right after an evaluation: said once
+                print(line, flush=True)
+                self._last_line = line
             self._last_draw = now
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
