@@ -97,7 +97,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
     assert seen["env_steps"] == saved["DistillDataModule"]["env_steps"] > 0
     for mine, theirs in zip(seen["memories"], saved["DistillDataModule"]["memories"], strict=True):
         stored, expected = mine["buffer"]["_storage"]["_storage"], theirs["buffer"]["_storage"]["_storage"]
-        assert all(torch.equal(stored[k], expected[k]) for k in ("obs", "q_teacher", "value"))
+        for key in ("obs", "q_teacher", "value"):  # unwritten slots hold whatever memory held, NaNs included
+            torch.testing.assert_close(stored[key], expected[key], rtol=0, atol=0, equal_nan=True)
         assert torch.equal(mine["buffer"]["_sampler"]["priority"], theirs["buffer"]["_sampler"]["priority"])
         assert mine["buffer"]["_writer"]["sizes"] == theirs["buffer"]["_writer"]["sizes"]
         assert sum(theirs["buffer"]["_writer"]["sizes"]) > 0
