@@ -89,10 +89,27 @@ class DistillCLI(LightningCLI):
         config = self.config[subcommand]
         if config.get("ckpt_path") == "last":
             config.ckpt_path = str(find_last_checkpoint(*_run_folder(config.trainer.logger)))
-        if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
-            raise CheckpointError(f"ckpt_path {config.ckpt_path!r} is not a file; give a checkpoint "
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
+            return
+        if not Path(ckpt_path).is_file():
+            raise CheckpointError(f"ckpt_path {ckpt_path!r} is not a file; give a checkpoint "
                                   "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
-        super()._parse_ckpt_path()
+        self._apply_checkpoint_hparams(ckpt_path, subcommand)
+
+    def _apply_checkpoint_hparams(self, ckpt_path: str, subcommand: str) -> None:
+        """The model's saved hyperparameters override the config's, as in LightningCLI, but read
+        through a memory map: a checkpoint holding the replay can be gigabytes, and Lightning
+        reads it whole again when it restores the run."""
+        import torch
+
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+        hparams = dict(checkpoint.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
