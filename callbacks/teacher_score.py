@@ -106,7 +106,11 @@ class TeacherComparison(pl.Callback):
             rank_zero_info(f"\nbest evaluation (update {step}):\n{format_table(rows, geomean)}")
 
     def state_dict(self) -> dict:
-        return {"teacher_scores": self.teacher_scores}
+        """The teachers' scores and the best evaluation so far: a resumed run's final table is
+        the best of the whole run."""
+        return {"teacher_scores": self.teacher_scores, "best": self.best}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.teacher_scores = state_dict["teacher_scores"]
+        best = state_dict.get("best")
+        self.best = None if best is None else (float(best[0]), int(best[1]), [tuple(row) for row in best[2]])

@@ -4,4 +4,9 @@ prioritized replay, and REPAINT) on PyTorch Lightning.
 Kept import-light: ``python -m lightning_distill --help`` must not pull in torchrl, wandb or mujoco.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# torchrl logs every storage it allocates at INFO, with colour codes even into log files
+os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")

@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_distill.errors import CheckpointError
@@ -59,6 +61,53 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class ModelCheckpoint(LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is always the latest state.
+
+    Lightning (2.6) rewrites ``last.ckpt`` only when a top-k checkpoint is written at the same
+    step, so with a ``monitor`` it holds the *best* state, and a resume goes back to it. This
+    class keeps Lightning's top-k logic and, with ``save_last: true``, also writes ``last.ckpt``
+    at every point where it considers saving (each evaluation; each ``every_n_train_steps``;
+    each iteration's end with ``save_on_train_epoch_end: true``) and when training ends,
+    whether or not the monitored metric improved. Every argument is Lightning's.
+    """
+
+    _last_step_written: int = -1
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_step_written = trainer.global_step
+
+    def _write_last(self, trainer: pl.Trainer) -> None:
+        """``last.ckpt`` at this step, unless it is already written or this is no training step."""
+        if (not self.save_last or trainer.sanity_checking or bool(trainer.fast_dev_run)
+                or trainer.state.fn != "fit" or self._last_step_written == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        every = self._every_n_train_steps
+        if every >= 1 and trainer.global_step % every == 0 and not self._defer_save_until_validation:
+            self._write_last(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._write_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._write_last(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._write_last(trainer)
 
 
 def find_last_checkpoint(save_dir: str | Path, name: str) -> Path:

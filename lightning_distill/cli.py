@@ -17,12 +17,21 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from lightning_distill.checkpointing import find_last_checkpoint
 from lightning_distill.data.base import RLDataModule
-from lightning_distill.errors import CheckpointError, ConfigError
+from lightning_distill.errors import ConfigError
 from lightning_distill.modules.base import RLModule
+from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
 
 DEFAULT_RUN_DIR = "runs"
-#: omegaconf: ${...} interpolation in configs; errors raised (not printed) so main() can make them one line
-PARSER_KWARGS = {"parser_mode": "omegaconf", "exit_on_error": False}
+#: omegaconf: ${...} interpolation in configs; errors raised (not printed) so main() can make them
+#: one line; no abbreviated keys (``--trainer.max_step`` is a typo, not ``max_steps``)
+PARSER_KWARGS = {"parser_mode": "omegaconf", "exit_on_error": False, "allow_abbrev": False}
+#: Lightning classes the CLI runs as this project's subclasses (same arguments): a ``last.ckpt``
+#: that is the latest state, metrics that continue on resume, ``WANDB_MODE`` that wins
+UPGRADED_CLASSES = {
+    "lightning.pytorch.callbacks.ModelCheckpoint": "lightning_distill.checkpointing.ModelCheckpoint",
+    "lightning.pytorch.loggers.CSVLogger": "lightning_distill.loggers.CSVLogger",
+    "lightning.pytorch.loggers.WandbLogger": "lightning_distill.loggers.WandbLogger",
+}
 
 
 def _task_dicts(datamodule: RLDataModule) -> list[dict[str, Any]]:
@@ -31,7 +40,21 @@ def _task_dicts(datamodule: RLDataModule) -> list[dict[str, Any]]:
 
 class SaveConfigEverywhere(SaveConfigCallback):
     """``config.yaml`` in the run folder (Lightning's), and the same resolved config in the W&B
-    run (rank 0), so a run on wandb.ai says exactly how it was made."""
+    run (rank 0), so a run on wandb.ai says exactly how it was made.
+
+    A resumed run (``resumed_from``: the update it continues from) writes its own config as
+    ``config.yaml`` and keeps the one before as ``config.until-<update>.yaml``."""
+
+    def __init__(self, *args: Any, resumed_from: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resumed_from = resumed_from
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.resumed_from is not None and trainer.is_global_zero and trainer.log_dir is not None:
+            previous = Path(trainer.log_dir, self.config_filename)
+            if previous.is_file():
+                previous.replace(previous.with_name(f"config.until-{self.resumed_from}.yaml"))
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         import yaml
@@ -83,6 +106,7 @@ class DistillCLI(LightningCLI):
 
     # ``play`` bypasses the Trainer/model/data machinery: the checkpoint carries what it needs.
     def _parse_ckpt_path(self) -> None:
+        self.checkpoint: Checkpoint | None = None
         subcommand = self.config.get("subcommand")
         if subcommand == "play":
             return
@@ -92,24 +116,42 @@ class DistillCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
             return
-        if not Path(ckpt_path).is_file():
-            raise CheckpointError(f"ckpt_path {ckpt_path!r} is not a file; give a checkpoint "
-                                  "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
-        self._apply_checkpoint_hparams(ckpt_path, subcommand)
+        self.checkpoint = read_checkpoint(ckpt_path)
+        self._apply_checkpoint_hparams(self.checkpoint, subcommand)
 
-    def _apply_checkpoint_hparams(self, ckpt_path: str, subcommand: str) -> None:
-        """The model's saved hyperparameters override the config's, as in LightningCLI, but read
-        through a memory map: a checkpoint holding the replay can be gigabytes, and Lightning
-        reads it whole again when it restores the run."""
-        import torch
-
-        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
-        hparams = dict(checkpoint.get("hyper_parameters", {}))
+    def _apply_checkpoint_hparams(self, checkpoint: Checkpoint, subcommand: str) -> None:
+        """The model's saved hyperparameters override the config's, as in LightningCLI (read
+        through a memory map: a checkpoint holding the replay can be gigabytes)."""
+        hparams = dict(checkpoint.hyper_parameters)
         hparams.pop("_instantiator", None)
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _continue_run(self, config: Any) -> None:
+        """``fit --ckpt_path``: write into the checkpoint's own run when it is that run's latest
+        state (same folder, metrics, best score and W&B run); see ``lightning_distill.runs``."""
+        from lightning.pytorch.utilities import rank_zero_info
+
+        loggers = config.trainer.logger
+        continuation = plan_continuation(self.checkpoint, *_run_folder(loggers))
+        rank_zero_info(f"resume: {continuation.note}")
+        if continuation.version is None:
+            return
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = getattr(logger, "init_args", None)
+            class_path = str(getattr(logger, "class_path", ""))
+            if init_args is None:
+                continue
+            if class_path.endswith("CSVLogger"):
+                init_args.version = continuation.version
+            elif class_path.endswith("WandbLogger") and continuation.wandb_id:
+                init_args.id = continuation.wandb_id
+        run_dir = Path(*_run_folder(loggers), _version_folder(continuation.version))
+        if continuation.metrics_rows is not None:
+            keep_metrics_rows(run_dir / "metrics.csv", continuation.metrics_rows, continuation.metrics_step)
+        self.save_config_kwargs = {**self.save_config_kwargs, "resumed_from": self.checkpoint.global_step}
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
@@ -124,11 +166,29 @@ class DistillCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
-        """Settings that cannot work here fail now, with one line, not after teachers load."""
+        """Settings that cannot work here fail now, with one line, not after teachers load; the
+        run to write to is chosen (a resumed ``fit`` continues its own)."""
         subcommand = self.config.get("subcommand")
         if subcommand in self.subcommands():
-            trainer = self.config[subcommand].trainer
-            check_accelerator(trainer.accelerator, trainer.devices)
+            config = self.config[subcommand]
+            check_accelerator(config.trainer.accelerator, config.trainer.devices)
+            for entry in _entries(config.trainer.logger) + _entries(config.trainer.callbacks):
+                class_path = getattr(entry, "class_path", None)
+                if class_path in UPGRADED_CLASSES:
+                    entry.class_path = UPGRADED_CLASSES[class_path]
+            if subcommand == "fit" and self.checkpoint is not None:
+                self._continue_run(config)
+
+    def fit(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
+        """``trainer.fit``; a run that fails before its first update leaves no run folder behind."""
+        from lightning_distill.runs import discard_unstarted_run
+
+        try:
+            self.trainer.fit(model, datamodule=datamodule, **kwargs)
+        except BaseException:
+            if self.trainer.global_step == 0 and self.checkpoint is None:
+                discard_unstarted_run(self.trainer)
+            raise
 
     def _set_seed(self) -> None:
         if self.config.get("subcommand") != "play":
@@ -147,6 +207,14 @@ class DistillCLI(LightningCLI):
         super()._run_subcommand(subcommand)
 
 
+def _entries(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _version_folder(version: int | str) -> str:
+    return f"version_{version}" if isinstance(version, int) else version
+
+
 def _run_folder(logger: Any) -> tuple[str, str]:
     """``(save_dir, name)`` of the run's first logger: where its versions and checkpoints are."""
     first = logger[0] if isinstance(logger, list) and logger else logger
@@ -160,7 +228,7 @@ def csv_logger_args(save_dir: str | Path, name: str, version: int | None = None)
     """Arguments that replace a config's loggers (CSV and W&B) by one ``CSVLogger`` writing
     ``save_dir/name/version_N``: what scripts that read ``metrics.csv`` (benchmarks, tests) pass."""
     init_args = f"save_dir: '{save_dir}', name: '{name}'" + ("" if version is None else f", version: {version}")
-    return ["--trainer.logger", f"{{class_path: lightning.pytorch.loggers.CSVLogger, init_args: {{{init_args}}}}}"]
+    return ["--trainer.logger", f"{{class_path: lightning_distill.loggers.CSVLogger, init_args: {{{init_args}}}}}"]
 
 
 def check_accelerator(accelerator: Any, devices: Any) -> None:
@@ -187,7 +255,7 @@ def check_accelerator(accelerator: Any, devices: Any) -> None:
 #: A run keeps its config, metrics and checkpoints together in runs/<name>/version_<n>/.
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
-        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "class_path": "lightning_distill.loggers.CSVLogger",
         "init_args": {"save_dir": DEFAULT_RUN_DIR, "name": "default"},
     },
     "max_epochs": -1,  # the data is an endless stream: trainer.max_steps (updates) ends a run
@@ -198,11 +266,57 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Warnings of libraries about their own internals or about what this CLI does on purpose
+#: (resuming into an existing run folder, validating a checkpoint from another run).
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",
+    r"The dirpath has changed from",
+    r"Checkpoint directory .* exists and is not empty",
+)
+
+
+def quiet_third_party_output() -> None:
+    """A run prints its progress, evaluations and results; not what is no user's to act on
+    (deprecations inside Lightning and torch, Lightning's advertisement for litlogger)."""
+    import logging
+    import warnings
+
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
+
+
+def check_config_files(args: list[str]) -> None:
+    """A config file that is missing or not valid YAML: one line naming the file, the line and
+    the problem (jsonargparse's message names neither the file nor the line)."""
+    import yaml
+
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            continue
+        if not Path(path).is_file():
+            raise ConfigError(f"--config {path!r}: no such file")
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--config {path!r} is not valid YAML:{where}: {problem}") from None
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point; bad input exits with status 2 and one line on stderr."""
     from lightning_distill.errors import one_line_errors
 
+    quiet_third_party_output()
     with one_line_errors():
+        check_config_files(sys.argv[1:] if args is None else args)
         DistillCLI(args=args)
     return 0
 

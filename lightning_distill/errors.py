@@ -58,9 +58,11 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except TrainingDiverged as exc:  # not bad input: exit status 1
+        _finish_wandb_run()
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is bad input
+        _finish_wandb_run()
         cause = _config_error_in(exc)
         if cause is not None:
             text = str(cause)
@@ -72,3 +74,14 @@ def one_line_errors() -> Iterator[None]:
             raise
         print(f"error: {text}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _finish_wandb_run() -> None:
+    """End an active W&B run now, marked failed, so that its closing lines (if any) come before
+    the error, not after it at exit."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        try:
+            wandb.run.finish(exit_code=1)
+        except Exception:  # noqa: BLE001 - the error being reported matters more
+            pass

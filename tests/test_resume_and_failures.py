@@ -36,7 +36,7 @@ SMALL_HPR = (
     "--data.init_args.checkpoint_replay", "true",
     "--trainer.val_check_interval", "100000",
     "--trainer.callbacks", "[{class_path: callbacks.EpsilonSchedule, init_args: {decay_steps: 8000}}, "
-    "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, "
+    "{class_path: lightning_distill.checkpointing.ModelCheckpoint, "
     "init_args: {every_n_train_steps: 25, save_last: true, save_top_k: 0}}]",
 )
 
@@ -92,8 +92,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
                       "--trainer.callbacks+=test_resume_and_failures.ReplayProbe"))
     seen = ReplayProbe.seen
     assert seen["step"] == step
-    resumed = torch.load(tmp_path / "hpr" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert resumed["global_step"] == step + 10
+    resumed = torch.load(tmp_path / "hpr" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == step + 10  # the same run continued: no version_1
+    assert [p.name for p in (tmp_path / "hpr").iterdir()] == ["version_0"]
     assert seen["env_steps"] == saved["DistillDataModule"]["env_steps"] > 0
     for mine, theirs in zip(seen["memories"], saved["DistillDataModule"]["memories"], strict=True):
         stored, expected = mine["buffer"]["_storage"]["_storage"], theirs["buffer"]["_storage"]["_storage"]
@@ -224,7 +225,8 @@ def test_a_resumed_repaint_run_continues_its_iterations_and_beta_schedule(tmp_pa
               "--trainer.check_val_every_n_epoch", "2")
     run_cli(*common, "--trainer.max_epochs", "2")
     run_cli(*common, "--trainer.max_epochs", "4", "--ckpt_path", "last")
-    resumed = pd.read_csv(tmp_path / "pair" / "version_1" / "metrics.csv").dropna(subset=["transfer/beta_k"])
-    assert resumed["epoch"].tolist() == [2, 3]
+    resumed = pd.read_csv(tmp_path / "pair" / "version_0" / "metrics.csv").dropna(subset=["transfer/beta_k"])
+    assert resumed["epoch"].tolist() == [0, 1, 2, 3]  # one run, its iterations each logged once
+    resumed = resumed[resumed["epoch"] >= 2]
     assert resumed["transfer/beta_k"].tolist() == pytest.approx([0.9**2, 0.9**3])  # the config's beta_decay
     assert resumed["train/env_steps"].tolist() == [3 * 512.0, 4 * 512.0]

@@ -34,6 +34,7 @@ class RLModule(pl.LightningModule):
             raise ConfigError(f"{type(self).__name__} needs at least one task (got {tasks!r})")
         self.tasks: list[Task] = [Task.coerce(t) for t in tasks]
         self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
+        self.restored_step: int | None = None  # the update of the checkpoint this module was loaded from
 
     def _save_task_hparams(self) -> None:
         """Store tasks as plain dicts: checkpoints must load with ``weights_only=True``."""
@@ -79,6 +80,8 @@ class RLModule(pl.LightningModule):
         metrics = {f"eval/{task.id}/return": result.mean, f"eval/{task.id}/episodes": float(result.count)}
         if len(self.tasks) == 1:
             metrics["eval/return"] = result.mean
+        if self.trainer.state.fn == "validate" and self.restored_step is not None:
+            metrics["step"] = float(self.restored_step)  # Lightning logs at this step: the checkpoint's update
         self.log_dict(metrics, batch_size=1)
         self.last_evaluation[task.id] = result
 
@@ -152,11 +155,17 @@ class RLModule(pl.LightningModule):
     # -- checkpoints ----------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from lightning_distill.loggers import run_identity
+
         cls = type(self)
         checkpoint[CHECKPOINT_KEY] = {
             "class_path": f"{cls.__module__}.{cls.__qualname__}",
             "tasks": [t.to_dict() for t in self.tasks],
+            "run": run_identity(self.trainer.loggers) if self._trainer is not None else {},
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.restored_step = int(checkpoint.get("global_step", 0))
 
 
 def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RLModule:
