@@ -52,6 +52,7 @@ class RLProgress(ProgressBar):
         self._bar = None
         self._last_draw = 0.0
         self._last_line = ""
+        self._last_done = -1
         self._start = (0.0, 0)
 
     def disable(self) -> None:
@@ -75,7 +76,9 @@ class RLProgress(ProgressBar):
         """(done, total, unit)."""
         if self.counts_iterations(trainer):
             total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-            return trainer.fit_loop.epoch_progress.current.processed, total, "it"
+            # an iteration is one batch (one rollout); Lightning counts the epoch done only after
+            # the evaluation that follows it, so count the batches
+            return trainer.fit_loop.epoch_loop.batch_progress.total.completed, total, "it"
         return trainer.global_step, trainer.max_steps, "upd"
 
     def status(self, trainer: pl.Trainer) -> str:
@@ -101,7 +104,7 @@ class RLProgress(ProgressBar):
 
     # -- drawing -----------------------------------------------------------------------------
 
-    def _draw(self, trainer: pl.Trainer, force: bool = False) -> None:
+    def _draw(self, trainer: pl.Trainer, force: bool = False, final: bool = False) -> None:
         if not self._enabled:
             return
         now = time.monotonic()
@@ -113,10 +116,10 @@ class RLProgress(ProgressBar):
                 self._bar.refresh()
                 self._last_draw = now
         elif force or now - self._last_draw >= self.log_seconds:
-            line = self.line(trainer)
-            if line != self._last_line:  # the end of training right after an evaluation: said once
-                print(line, flush=True)
-                self._last_line = line
+            line, done = self.line(trainer), self.position(trainer)[0]
+            if line != self._last_line and not (final and done == self._last_done):
+                print(line, flush=True)  # the end of training right after an evaluation: said once
+                self._last_line, self._last_done = line, done
             self._last_draw = now
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -142,7 +145,7 @@ class RLProgress(ProgressBar):
             self._draw(trainer, force=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._draw(trainer, force=True)
+        self._draw(trainer, force=True, final=True)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -22,9 +22,10 @@ from lightning_distill.modules.base import RLModule
 from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
 
 DEFAULT_RUN_DIR = "runs"
-#: omegaconf: ${...} interpolation in configs; errors raised (not printed) so main() can make them
-#: one line; no abbreviated keys (``--trainer.max_step`` is a typo, not ``max_steps``)
-PARSER_KWARGS = {"parser_mode": "omegaconf", "exit_on_error": False, "allow_abbrev": False}
+#: omegaconf+: ${...} interpolation in configs, resolved after the command line's overrides (so a
+#: run's name can follow ``--model.init_args.method``); errors raised (not printed) so main() can
+#: make them one line; no abbreviated keys (``--trainer.max_step`` is a typo, not ``max_steps``)
+PARSER_KWARGS = {"parser_mode": "omegaconf+", "exit_on_error": False, "allow_abbrev": False}
 #: Lightning classes the CLI runs as this project's subclasses (same arguments): a ``last.ckpt``
 #: that is the latest state, metrics that continue on resume, ``WANDB_MODE`` that wins
 UPGRADED_CLASSES = {
@@ -71,6 +72,10 @@ class DistillCLI(LightningCLI):
     """LightningCLI with task linking, run-directory defaults and the ``play`` subcommand."""
 
     def __init__(self, args: Any = None, run: bool = True) -> None:
+        from jsonargparse import set_parsing_settings
+
+        # ``${model.init_args.method}`` means the subcommand's model, as in omegaconf mode
+        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         super().__init__(
             RLModule,
             RLDataModule,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -26,25 +26,41 @@ EVAL_EPSILON = 0.05
 
 @dataclass
 class EvalBudget:
-    """How to evaluate: ``episodes`` or ``steps`` per task (10 episodes when neither is set;
-    the paper's protocol is 100,000 steps), epsilon-greedy, ``num_envs`` parallel envs."""
+    """How to evaluate each task (spec section 7).
 
-    episodes: int | None = None
+    Args:
+        episodes: complete this many episodes; ``auto``: 10, unless ``steps`` is set.
+        steps: or play this many agent steps and average the episodes that completed (the
+            paper's protocol: 100,000).
+        epsilon: epsilon-greedy exploration while evaluating.
+        num_envs: parallel evaluation envs (episodes are split evenly).
+        seed: seed of the evaluation envs and exploration (the same at every evaluation).
+    """
+
+    episodes: int | Literal["auto"] | None = "auto"
     steps: int | None = None
     epsilon: float = EVAL_EPSILON
     num_envs: int = 1
     seed: int = 12345
 
     def __post_init__(self) -> None:
-        if self.episodes is not None and self.steps is not None:
+        if self.episodes is None:  # as written before ``auto``
+            self.episodes = "auto"
+        if self.episodes != "auto" and self.steps is not None:
             raise ConfigError(f"evaluation: set episodes or steps, not both (episodes={self.episodes}, steps={self.steps})")
-        if self.episodes is None and self.steps is None:
-            self.episodes = 10
+        for key in ("episodes", "steps", "num_envs"):
+            value = getattr(self, key)
+            if isinstance(value, int) and value < 1:
+                raise ConfigError(f"evaluation.{key} must be >= 1, got {value}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ConfigError(f"evaluation.epsilon must be in [0, 1], got {self.epsilon}")
 
     def as_kwargs(self) -> dict[str, Any]:
-        return asdict(self)
+        """The budget as ``evaluate`` takes it (``auto`` resolved)."""
+        budget = asdict(self)
+        if budget["episodes"] == "auto":
+            budget["episodes"] = None if self.steps is not None else 10
+        return budget
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -51,10 +52,12 @@ def play(
     """Play ``episodes`` episodes of the checkpoint's agent; print each return and the mean."""
     from lightning_distill.modules.base import load_agent
 
-    if video is not None and Path(video).suffix.lower() not in VIDEO_SUFFIXES:
-        raise ConfigError(f"--video {video!r}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if video is not None:
+        check_video_path(video)
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"--epsilon must be in [0, 1] (the chance of a random action), got {epsilon:g}")
     agent = load_agent(ckpt_path)
     index = agent.task_index(task)
     the_task = agent.tasks[index]
@@ -66,8 +69,27 @@ def play(
     print_fn(f"{the_task.id} mean return over {result.count} episodes: {result.mean:g} (std {result.std:g})")
     if video:
         write_video(video, frames, fps)
-        print_fn(f"video: {video} ({len(frames)} frames)")
+        print_fn(f"video: {video} ({video_frames(video)} frames at {fps} fps)")
     return result
+
+
+def check_video_path(video: str) -> None:
+    """Before any episode is played: a video file name this run can write."""
+    path = Path(video)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"--video {video!r}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--video {video!r}: the folder {str(folder)!r} does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--video {video!r}: the folder {str(folder)!r} is not writable")
+
+
+def video_frames(path: str) -> int:
+    """Frames in the written file (a GIF merges identical consecutive frames into one)."""
+    import imageio
+
+    return sum(1 for _ in imageio.v3.imiter(path))
 
 
 def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:

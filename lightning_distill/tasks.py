@@ -19,7 +19,7 @@ import functools
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from lightning_distill.errors import ConfigError
 
@@ -27,6 +27,8 @@ ATARI_UNION_SIZE = 18
 MINATAR_UNION_SIZE = 6
 ATARI_OBS_SHAPE = (4, 84, 84)
 ATARI_FRAME_SKIP = 4
+#: a default chosen per task, by a rule its docstring states (``--print_config=comments`` shows it)
+AUTO = "auto"
 
 #: The 10 games of Yin & Pan (2017), as ALE task ids.
 PAPER_ATARI_GAMES = (
@@ -83,13 +85,13 @@ class Task:
     Args:
         id: ``ALE/<Game>``, ``MinAtar/<Game>`` or a gymnasium id.
         noop_max: random number (0..noop_max) of no-op actions at the start of each episode.
-            ``None`` takes the backend's default: 30 for Atari (the evaluation protocol of the
-            paper), 0 elsewhere. Only backends with a no-op action accept a positive value.
-        sticky_action_prob: probability that the previous action repeats. ``None``: 0.0 for
-            Atari (the paper's deterministic ALE with no-op starts), 0.1 for MinAtar (its own
+            ``auto``: 30 on Atari (the evaluation protocol of the paper), 0 elsewhere. Only
+            backends with a no-op action accept a positive value.
+        sticky_action_prob: probability that the previous action repeats. ``auto``: 0.0 on
+            Atari (the paper's deterministic ALE with no-op starts), 0.1 on MinAtar (its own
             default); gymnasium tasks have none.
         full_action_space: Atari only: act over all 18 ALE actions instead of the minimal set.
-        max_episode_steps: truncate episodes after this many agent steps. ``None``: 27,000 for
+        max_episode_steps: truncate episodes after this many agent steps. ``auto``: 27,000 on
             Atari (108k frames), the gymnasium registry's value elsewhere.
         env_kwargs: extra keyword arguments for ``gymnasium.make`` (gymnasium tasks only).
         reward: a reward variant of ``lightning_distill.rewards`` (gymnasium tasks only), e.g.
@@ -97,22 +99,27 @@ class Task:
     """
 
     id: str
-    noop_max: int | None = None
-    sticky_action_prob: float | None = None
+    noop_max: int | Literal["auto"] = "auto"
+    sticky_action_prob: float | Literal["auto"] = "auto"
     full_action_space: bool = False
-    max_episode_steps: int | None = None
+    max_episode_steps: int | Literal["auto"] = "auto"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     reward: str | None = None
 
     def __post_init__(self) -> None:
         self.backend  # noqa: B018 - validates the id now, with a one-line error
-        if self.noop_max is not None and self.noop_max < 0:
+        for key in ("noop_max", "sticky_action_prob", "max_episode_steps"):
+            if getattr(self, key) is None:  # checkpoints written before "auto" hold None
+                object.__setattr__(self, key, AUTO)  # frozen
+            elif isinstance(getattr(self, key), str) and getattr(self, key) != AUTO:
+                raise TaskError(f"{key} must be a number or 'auto', got {getattr(self, key)!r} for task {self.id!r}")
+        if self.noop_max != AUTO and self.noop_max < 0:
             raise TaskError(f"noop_max must be >= 0, got {self.noop_max} for task {self.id!r}")
-        if self.noop_max and self.noop_action is None:
+        if self.noop_max != AUTO and self.noop_max > 0 and self.noop_action is None:
             raise TaskError(f"task {self.id!r} has no no-op action; set noop_max: 0 (got {self.noop_max})")
-        if self.sticky_action_prob is not None and not 0.0 <= self.sticky_action_prob < 1.0:
+        if self.sticky_action_prob != AUTO and not 0.0 <= self.sticky_action_prob < 1.0:
             raise TaskError(f"sticky_action_prob must be in [0, 1), got {self.sticky_action_prob}")
-        if self.sticky_action_prob and self.backend == "gym":
+        if self.sticky_action_prob != AUTO and self.sticky_action_prob > 0 and self.backend == "gym":
             raise TaskError(f"task {self.id!r} is a gymnasium task: sticky_action_prob is for ALE/ and MinAtar/ tasks")
         if self.full_action_space and self.backend != "atari":
             raise TaskError(f"full_action_space is for ALE/ tasks only, not {self.id!r}")
@@ -262,20 +269,20 @@ class Task:
 
     @property
     def resolved_noop_max(self) -> int:
-        if self.noop_max is not None:
-            return self.noop_max
+        if self.noop_max != AUTO:
+            return int(self.noop_max)
         return 30 if self.backend == "atari" else 0
 
     @property
     def resolved_sticky_action_prob(self) -> float:
-        if self.sticky_action_prob is not None:
-            return self.sticky_action_prob
+        if self.sticky_action_prob != AUTO:
+            return float(self.sticky_action_prob)
         return {"atari": 0.0, "minatar": 0.1}.get(self.backend, 0.0)
 
     @property
     def resolved_max_episode_steps(self) -> int | None:
-        if self.max_episode_steps is not None:
-            return self.max_episode_steps
+        if self.max_episode_steps != AUTO:
+            return int(self.max_episode_steps)
         if self.backend == "atari":
             return 108_000 // ATARI_FRAME_SKIP
         return None
@@ -305,7 +312,7 @@ def make_gym_env(task: Task, render_mode: str | None = None):
         env_id = f"MinAtar/{task.game}-v0"
     else:
         env_id = task.id
-    if task.max_episode_steps is not None:
+    if task.max_episode_steps != AUTO:
         kwargs["max_episode_steps"] = task.max_episode_steps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MinAtar v0 "out of date" notice: v0 is the 6-action set we want

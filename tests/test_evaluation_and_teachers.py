@@ -46,7 +46,10 @@ def test_epsilon_greedy_explores_at_the_given_rate_over_the_tasks_actions():
 def test_budget_must_be_exactly_one_of_episodes_or_steps():
     with pytest.raises(ConfigError, match="not both"):
         EvalBudget(episodes=3, steps=100)
-    assert EvalBudget().episodes == 10
+    assert EvalBudget().as_kwargs()["episodes"] == 10  # auto: 10 episodes unless steps is set
+    assert EvalBudget(steps=100).as_kwargs()["episodes"] is None
+    with pytest.raises(ConfigError, match="evaluation.episodes must be >= 1, got 0"):
+        EvalBudget(episodes=0)
     with pytest.raises(ConfigError, match="exactly one"):
         evaluate(always_left, CARTPOLE, episodes=None, steps=None)
 

@@ -163,7 +163,7 @@ def test_play_writes_rendered_mujoco_frames_from_a_reacher_checkpoint(tmp_path):
     lines: list[str] = []
     result = play(str(run / "checkpoints" / "last.ckpt"), episodes=1, video=str(video), print_fn=lines.append)
     assert result.count == 1 and -100 < result.mean < 0
-    assert video.stat().st_size > 1000 and "(50 frames)" in lines[-1]
+    assert video.stat().st_size > 1000 and "(50 frames at 30 fps)" in lines[-1]
     import imageio.v3 as iio
 
     frames = iio.imread(video)

@@ -4,6 +4,7 @@ state a resumed run needs."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections import deque
 from typing import Any, Iterator
@@ -29,9 +30,9 @@ class RLDataModule(pl.LightningDataModule):
         seed: seed of the training environments (evaluation has its own, in ``evaluation``).
     """
 
-    def __init__(self, evaluation: EvalBudget | None = None, seed: int = 0) -> None:
+    def __init__(self, evaluation: EvalBudget = EvalBudget(), seed: int = 0) -> None:
         super().__init__()
-        self.evaluation = evaluation or EvalBudget()
+        self.evaluation = dataclasses.replace(evaluation) if evaluation is not None else EvalBudget()
         self.seed = seed
         self.env_steps = 0  # agent steps taken in training envs, summed over envs and tasks
         self.epsilon = 1.0  # exploration; set by callbacks.EpsilonSchedule, uniform random until then

@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader
 from lightning_distill.data.base import RLDataModule, Stream, _as_is
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
+from jsonargparse import lazy_instance
+
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
@@ -30,7 +32,8 @@ class DistillDataModule(RLDataModule):
         teachers: one teacher per task, in the same order: a checkpoint of this project,
             ``bundled:<name>`` (see ``lightning_distill.teachers.bundled_teachers``), a
             Stable-Baselines3 ``.zip`` or a CleanRL ``.cleanrl_model``.
-        replay: the replay kind (``class_path``), one memory per task. Default: uniform, 500k.
+        replay: the replay kind (``class_path``), one memory per task (the paper's baseline:
+            uniform, 500,000 experiences).
         num_envs: envs per task.
         batch_size: minibatch size per task (the paper: 32).
         learning_starts: experiences per task before the first update.
@@ -44,13 +47,13 @@ class DistillDataModule(RLDataModule):
         self,
         tasks: Sequence[Task],
         teachers: Sequence[str],
-        replay: Replay | None = None,
+        replay: Replay = lazy_instance(UniformReplay, capacity=500_000),
         num_envs: int = 1,
         batch_size: int = 32,
         learning_starts: int = 10_000,
         train_freq: int = 4,
         checkpoint_replay: bool = False,
-        evaluation: EvalBudget | None = None,
+        evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
         super().__init__(evaluation=evaluation, seed=seed)

@@ -44,7 +44,7 @@ class DQNDataModule(RLDataModule):
         learning_starts: int = 1_000,
         train_freq: int = 1,
         checkpoint_replay: bool = False,
-        evaluation: EvalBudget | None = None,
+        evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
         super().__init__(evaluation=evaluation, seed=seed)

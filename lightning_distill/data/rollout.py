@@ -93,7 +93,7 @@ class RolloutDataModule(RLDataModule):
         teacher: str | None = None,
         teacher_steps: int | None = None,
         return_window: int = 10,
-        evaluation: EvalBudget | None = None,
+        evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
         super().__init__(evaluation=evaluation, seed=seed)

@@ -7,7 +7,7 @@ sampled experiences' priorities ``|delta|`` go back to the task's replay.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Literal, Any, Mapping, Sequence
 
 import torch
 from tensordict import TensorDict
@@ -26,7 +26,7 @@ class Distillation(RLModule):
     Args:
         tasks: the tasks (linked from ``data.tasks`` by the CLI).
         architecture: ``proposed`` (per-task extractors + shared FC), ``dist`` or ``amn``.
-        hidden: widths of the FC layers after the features; ``None`` is the paper's:
+        hidden: widths of the FC layers after the features; ``auto`` is the paper's:
             proposed [1028, 512] shared, dist [512] per task, amn [512] shared.
         mlp_hidden: hidden widths of MLP extractors (vector observations); must match the
             teachers' when the proposed student copies them.
@@ -45,7 +45,7 @@ class Distillation(RLModule):
         self,
         tasks: Sequence[Task | Mapping[str, Any]] | None = None,
         architecture: str = "proposed",
-        hidden: Sequence[int] | None = None,
+        hidden: Sequence[int] | Literal["auto"] = "auto",
         mlp_hidden: Sequence[int] = (64, 64),
         loss: str = "kl",
         tau: float = 0.01,
@@ -62,7 +62,8 @@ class Distillation(RLModule):
             raise ConfigError(f"tau must be > 0, got {tau}")
         self.save_hyperparameters(ignore=["tasks"])
         self._save_task_hparams()
-        self.student = make_student(architecture, self.tasks, hidden, tuple(mlp_hidden))
+        self.student = make_student(architecture, self.tasks, None if hidden in ("auto", None) else hidden,
+                                    tuple(mlp_hidden))
         extractors = self.student.per_task_extractors()
         if (init_from_teachers or freeze_extractors) and extractors is None:
             raise ConfigError(

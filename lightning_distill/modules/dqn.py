@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,8 @@ class DQN(RLModule):
         double_dqn: select the bootstrap action with the online net (van Hasselt et al. 2016).
         huber_delta: the Huber loss's transition point.
         clip_rewards: train on sign(reward), as Nature DQN on Atari (evaluation stays raw).
-        hidden: width of the hidden FC layer; ``None``: 512 Atari, 128 MinAtar, none for MLPs.
+        hidden: width of the hidden FC layer of the Q-head; ``auto``: 512 on Atari, 128 on
+            MinAtar, none for MLPs.
         mlp_hidden: hidden widths of the MLP extractor for vector observations.
     """
 
@@ -47,7 +48,7 @@ class DQN(RLModule):
         double_dqn: bool = True,
         huber_delta: float = 1.0,
         clip_rewards: bool = False,
-        hidden: int | None = None,
+        hidden: int | Literal["auto"] = "auto",
         mlp_hidden: Sequence[int] = (64, 64),
     ) -> None:
         super().__init__(tasks)
@@ -56,7 +57,7 @@ class DQN(RLModule):
         self.save_hyperparameters(ignore=["tasks"])
         self._save_task_hparams()
         task = self.tasks[0]
-        self.q_net = make_q_network(task, hidden, tuple(mlp_hidden))
+        self.q_net = make_q_network(task, None if hidden in ("auto", None) else hidden, tuple(mlp_hidden))
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

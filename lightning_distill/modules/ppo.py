@@ -19,6 +19,8 @@ trained), ``ks`` (kickstarting), ``it`` (instance transfer), ``repaint`` (both).
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
@@ -69,6 +71,8 @@ class PPO(RLModule):
             advantages (e.g. 0.2 keeps the top 20%).
         alpha_1: weight of ``L_rep`` (the on-policy objective).
         alpha_2: weight of ``L_ins`` (the instance-transfer objective).
+        target_score: the target score of REPAINT's metric (spec section 6): the run reports
+            ``K``, the first iteration whose ``train/return`` reaches it (``None``: no target).
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class PPO(RLModule):
         top_fraction: float | None = None,
         alpha_1: float = 1.0,
         alpha_2: float = 1.0,
+        target_score: float | None = None,
     ) -> None:
         super().__init__(tasks)
         if len(self.tasks) != 1:
@@ -115,6 +120,7 @@ class PPO(RLModule):
         task = self.tasks[0]
         self.actor_critic = ActorCritic(task, hidden=tuple(hidden), head_hidden=head_hidden,
                                         log_std_init=log_std_init)
+        self.record = TransferRecord()
 
     # -- acting --------------------------------------------------------------------------
 
@@ -242,9 +248,87 @@ class PPO(RLModule):
             metrics["policy/std"] = self.actor_critic.log_std.exp().mean().detach()
         reduced = self.reduce_across_ranks(metrics, sums=("train/env_steps", "transfer/kept"))
         self.log_dict(reduced, on_step=False, on_epoch=True, batch_size=1, prog_bar=False)
+        self.record.update(self.iteration + 1, reduced, self.hparams.target_score)
+
+    def on_fit_end(self) -> None:
+        """The run's result in a few lines: final return, ``K`` for the target, transfer figures."""
+        from lightning.pytorch.utilities import rank_zero_info
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        teacher = getattr(datamodule, "teacher_ref", None) if self.kickstarts or self.transfers_instances else None
+        best = max((cb.best_model_score for cb in self.trainer.checkpoint_callbacks
+                    if cb.monitor == "eval/return" and cb.best_model_score is not None), default=None)
+        rank_zero_info(self.record.summary(self.tasks[0].id, self.hparams.method, teacher,
+                                           self.hparams.target_score, None if best is None else float(best)))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["transfer_record"] = self.record.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.record.load_state_dict(checkpoint.get("transfer_record", {}))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.actor_critic.parameters(), lr=self.hparams.lr, eps=1e-5)
+
+
+@dataclass
+class TransferRecord:
+    """What a PPO / REPAINT run reports when it ends (kept in checkpoints: a resumed run reports
+    the whole run): iterations, the last ``train/return``, ``K`` (the first iteration whose
+    ``train/return`` reached the target), and the transfer figures averaged over iterations."""
+
+    iterations: int = 0
+    env_steps: float = 0.0
+    final_return: float = math.nan
+    k_target: int | None = None
+    beta_k: float = math.nan
+    kept_fraction_sum: float = 0.0
+    transfer_iterations: int = 0
+    teacher_return_sum: float = 0.0
+    teacher_return_iterations: int = 0  # iterations in which a teacher episode ended
+
+    def update(self, iteration: int, metrics: Mapping[str, float], target: float | None) -> None:
+        self.iterations = iteration
+        self.env_steps = metrics.get("train/env_steps", self.env_steps)
+        self.final_return = metrics.get("train/return", math.nan)
+        self.beta_k = metrics.get("transfer/beta_k", math.nan)
+        if target is not None and self.k_target is None and self.final_return >= target:
+            self.k_target = iteration
+        if "transfer/kept_fraction" in metrics:
+            self.transfer_iterations += 1
+            self.kept_fraction_sum += metrics["transfer/kept_fraction"]
+        if math.isfinite(metrics.get("transfer/teacher_return", math.nan)):
+            self.teacher_return_iterations += 1
+            self.teacher_return_sum += metrics["transfer/teacher_return"]
+
+    def summary(self, task: str, method: str, teacher: str | None, target: float | None,
+                best_evaluation: float | None) -> str:
+        lines = [f"{method} on {task}" + (f" from teacher {teacher}" if teacher else "")
+                 + f": {self.iterations} iterations, {self.env_steps:,.0f} env steps",
+                 f"  final train/return {self.final_return:.4g}"
+                 + ("" if best_evaluation is None else f"; best evaluation {best_evaluation:.4g}")]
+        if target is not None:
+            reached = f"first reached at iteration K = {self.k_target}" if self.k_target else "not reached"
+            lines.append(f"  target {target:g}: {reached}")
+        if teacher:
+            transfer = f"  transfer: beta_k {self.beta_k:.3g} at the end"
+            if self.transfer_iterations:
+                transfer += f"; kept {100 * self.kept_fraction_sum / self.transfer_iterations:.1f}% of the " \
+                            "teacher's samples (mean over iterations)"
+            if self.teacher_return_iterations:
+                transfer += (f"; the teacher's return in the target task "
+                             f"{self.teacher_return_sum / self.teacher_return_iterations:.4g}")
+            lines.append(transfer)
+        return "\n".join(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 def _mean(values) -> float:
