@@ -116,7 +116,7 @@ def find_last_checkpoint(save_dir: str | Path, name: str) -> Path:
     candidates = sorted(Path(save_dir, name).glob("version_*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise CheckpointError(
-            f"--ckpt_path last: no last.ckpt under {str(Path(save_dir, name))!r}/version_*/checkpoints; "
+            f"--ckpt_path last: no last.ckpt in {Path(save_dir, name, 'version_*', 'checkpoints')}; "
             "give the checkpoint's path, or add ModelCheckpoint(save_last: true) to the run's callbacks"
         )
     return candidates[-1]

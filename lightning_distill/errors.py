@@ -32,6 +32,16 @@ def _config_error_in(exc: BaseException) -> ConfigError | None:
     return None
 
 
+def _interpolation_error_in(exc: BaseException | None) -> BaseException | None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if type(exc).__module__.startswith("omegaconf"):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value",
           "Not a valid subclass of", "Subclass types expect one of")
 
@@ -70,6 +80,8 @@ def one_line_errors() -> Iterator[None]:
             text = summarize_parser_error(str(exc))
         elif isinstance(exc, MisconfigurationException):  # Lightning's word for a bad Trainer setting
             text = " ".join(str(exc).split())
+        elif _interpolation_error_in(exc) is not None:  # a ${...} in a config that names no key
+            text = "config interpolation: " + " ".join(str(_interpolation_error_in(exc)).split())
         else:
             raise
         print(f"error: {text}", file=sys.stderr)

@@ -144,7 +144,12 @@ class WandbLogger(LightningWandbLogger):
     @property
     def experiment(self) -> Any:
         started = self._experiment is not None
-        run = super().experiment
+        try:
+            run = super().experiment
+        except Exception as exc:  # no account, no network, a bad entity: say so in one line
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"W&B could not start an {self.mode} run ({reason}); set WANDB_MODE=offline to "
+                              "log locally and `wandb sync` later, or WANDB_MODE=disabled") from None
         if not started and self.mode != "disabled" and rank_zero_only.rank == 0:
             if self.mode == "offline":
                 folder = Path(run.dir).parent

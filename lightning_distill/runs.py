@@ -149,3 +149,7 @@ def discard_unstarted_run(trainer: Any) -> None:
             log_dir = Path(logger.log_dir)
             if log_dir.is_dir() and not any(log_dir.rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)
+                for folder in log_dir.parents:  # runs/<name>/ (and <name>'s parts) when nothing else is there
+                    if folder == Path(logger.save_dir) or not folder.is_dir() or any(folder.iterdir()):
+                        break
+                    folder.rmdir()

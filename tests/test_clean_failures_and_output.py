@@ -1,0 +1,120 @@
+"""Bad input ends in one line that says what to change, before any work is done; a run prints
+its progress, evaluations and results, not other libraries' noise; defaults chosen per task
+are named, not ``null``."""
+
+from __future__ import annotations
+
+import re
+
+import lightning.pytorch  # noqa: F401 - imported at collection: its log handler binds the session's stderr
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, csv_logger, one_line_error, run_cli
+
+PAIR = str(REPO / "configs/repaint/cartpole.yaml")
+DQN = str(REPO / "configs/teacher/cartpole.yaml")
+
+
+@pytest.fixture
+def corrupt_checkpoint(tmp_path):
+    path = tmp_path / "runs" / "pair" / "version_0" / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 this is not a whole checkpoint")
+    return path
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate"])
+def test_a_corrupt_checkpoint_is_one_line_for_fit_validate_and_last(subcommand, corrupt_checkpoint, tmp_path, capsys):
+    line = one_line_error(capsys, subcommand, "--config", PAIR, "--ckpt_path", str(corrupt_checkpoint))
+    assert str(corrupt_checkpoint) in line and "not a readable checkpoint" in line
+    line = one_line_error(capsys, subcommand, "--config", PAIR, "--ckpt_path", "last",
+                          *csv_logger(tmp_path / "runs", "pair"))
+    assert str(corrupt_checkpoint) in line and "not a readable checkpoint" in line
+
+
+def test_resuming_with_no_last_checkpoint_names_the_folder_it_looked_in(tmp_path, capsys):
+    line = one_line_error(capsys, "fit", "--config", PAIR, "--ckpt_path", "last", *csv_logger(tmp_path, "pair"))
+    assert f"no last.ckpt in {tmp_path}/pair/version_*/checkpoints;" in line
+
+
+def test_play_checks_the_video_path_before_playing(cartpole_best_ckpt, capsys):
+    line = one_line_error(capsys, "play", "--ckpt_path", str(cartpole_best_ckpt), "--video", "/no/such/dir/out.gif")
+    assert "'/no/such/dir' does not exist" in line
+    assert "episode" not in capsys.readouterr().out  # nothing was played
+
+
+@pytest.mark.parametrize("epsilon", ["1.5", "-0.1"])
+def test_play_rejects_an_epsilon_outside_0_and_1(cartpole_best_ckpt, capsys, epsilon):
+    line = one_line_error(capsys, "play", "--ckpt_path", str(cartpole_best_ckpt), "--epsilon", epsilon)
+    assert "--epsilon must be in [0, 1]" in line and epsilon in line
+
+
+def test_play_reports_the_frames_the_gif_holds(cartpole_best_ckpt, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    video = tmp_path / "cartpole.gif"
+    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "1", "--video", str(video))
+    reported = int(re.search(r"\((\d+) frames", capsys.readouterr().out).group(1))
+    assert reported == sum(1 for _ in iio.imiter(video))
+
+
+def test_a_config_with_a_yaml_error_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_steps: 10\n  callbacks: [a, b\nmodel: {}\n")
+    line = one_line_error(capsys, "fit", "--config", str(config))
+    assert str(config) in line and "line 4" in line
+
+
+def test_an_abbreviated_key_is_an_error_not_the_key_it_abbreviates(capsys):
+    line = one_line_error(capsys, "fit", "--config", DQN, "--trainer.max_step", "10")
+    assert "--trainer.max_step" in line
+
+
+@pytest.mark.parametrize("override", [
+    ("--data.init_args.teacher", "no_such_teacher.ckpt"),  # a missing teacher
+    ("--data.init_args.teacher", "null"),  # REPAINT without a teacher
+    ("--data.init_args.evaluation.episodes", "0"),  # nothing to evaluate
+])
+def test_a_run_that_cannot_start_is_one_line_and_leaves_no_run_folder(override, tmp_path, capsys):
+    one_line_error(capsys, "fit", "--config", PAIR, *csv_logger(tmp_path, "pair"), *override)
+    assert not (tmp_path / "pair").exists()
+
+
+def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_noise(tmp_path, monkeypatch, capfd,
+                                                                                    caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the config's own loggers: CSV and W&B
+    run_cli("fit", "--config", PAIR, "--model.init_args.method", "baseline", "--trainer.max_epochs", "2",
+            "--trainer.check_val_every_n_epoch", "1", "--data.init_args.evaluation", "{episodes: 1}",
+            "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "false",
+            "--trainer.enable_model_summary", "false")
+    out, err = capfd.readouterr()
+    printed = out + err + caplog.text  # caplog: Lightning's log lines (printed to stderr outside pytest)
+    for noise in ("[torchrl]", "litlogger", "LeafSpec", "anonymous setting", "git root", "\x1b["):
+        assert noise not in printed, noise
+    assert re.search(r"^1/2 it .* eval ", printed, re.M), printed  # the evaluation after iteration 1 says 1
+    assert "baseline on CartPole-v1: 2 iterations, 1,024 env steps" in printed
+    assert "target 300: not reached" in printed
+    (run,) = (tmp_path / "runs" / "repaint_cartpole" / "baseline").glob("version_0")
+    text = (run / "metrics.csv").read_text()
+    digits = [len(re.sub(r"^[0.]+|\.", "", number)) for number in re.findall(r"\d+\.\d+", text)]
+    assert digits and max(digits) <= 9, text  # float32 values, without the noise of their float64 repr
+    assert pd.read_csv(run / "metrics.csv")["eval/return"].notna().sum() == 2
+
+
+def test_print_config_names_the_defaults_chosen_per_task(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--model", "lightning_distill.modules.Distillation",
+                "--data", "lightning_distill.data.DistillDataModule",
+                "--data.init_args.tasks", "[{id: MinAtar/Breakout}]",
+                "--data.init_args.teachers", "[bundled:minatar/breakout]", "--print_config")
+    printed = yaml.safe_load(capsys.readouterr().out)
+    data, model = printed["data"]["init_args"], printed["model"]["init_args"]
+    assert data["replay"] == {"class_path": "lightning_distill.replay.UniformReplay",
+                              "init_args": {"capacity": 500000}}
+    assert data["evaluation"]["episodes"] == "auto" and data["evaluation"]["epsilon"] == 0.05
+    task = data["tasks"][0]
+    assert (task["noop_max"], task["sticky_action_prob"], task["max_episode_steps"]) == ("auto", "auto", "auto")
+    assert model["hidden"] == "auto"
