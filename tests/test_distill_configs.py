@@ -48,28 +48,31 @@ def test_atari10_config_has_the_papers_settings(name, capsys):
     assert epsilon["init_args"] == {"start": 1.0, "end": 0.1, "decay_steps": 1_000_000}
 
 
-def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[str], tmp_path) -> None:
-    """Fit an Atari config for 60 updates x 4 steps = 240 steps per game (after 64 to fill) and
-    check that its last checkpoint holds them."""
+def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[str], tmp_path,
+                            updates: int = 60, learning_starts: int = 64) -> None:
+    """Fit an Atari config for ``updates`` x 4 steps per game (after ``learning_starts`` to fill)
+    and check that its last checkpoint holds them."""
     run_cli(
         "fit", "--config", str(REPO / f"configs/distill/{config}.yaml"),
         "--data.init_args.teachers", yaml.safe_dump(teachers, default_flow_style=True).strip(),
         *overrides,
-        "--data.init_args.learning_starts", "64",
+        "--data.init_args.learning_starts", str(learning_starts),
         "--data.init_args.evaluation.steps", "100",
-        "--trainer.max_steps", "60",
+        "--trainer.max_steps", str(updates),
         *csv_logger(tmp_path, config),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
     )
     (checkpoint,) = (tmp_path / config).glob("version_0/checkpoints/last.ckpt")
-    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 60
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == updates
 
 
 @pytest.mark.parametrize("name", ATARI10)
 def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
+    # 10 games x (32 + 15 x 4) steps: each architecture acts, stores, updates and checkpoints
     run_a_few_hundred_steps(f"atari10_{name}", atari10_teachers,
-                            ["--data.init_args.replay.init_args.capacity", "2000"], tmp_path)
+                            ["--data.init_args.replay.init_args.capacity", "2000"], tmp_path,
+                            updates=15, learning_starts=32)
 
 
 ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smoke run

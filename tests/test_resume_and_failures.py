@@ -35,10 +35,20 @@ SMALL_HPR = (
     "--data.init_args.learning_starts", "100",
     "--data.init_args.checkpoint_replay", "true",
     "--trainer.val_check_interval", "100000",
+    # the monitored score falls at every update: the best checkpoint stays at update 25, and
+    # last.ckpt must still be the latest state
     "--trainer.callbacks", "[{class_path: callbacks.EpsilonSchedule, init_args: {decay_steps: 8000}}, "
-    "{class_path: lightning_distill.checkpointing.ModelCheckpoint, "
-    "init_args: {every_n_train_steps: 25, save_last: true, save_top_k: 0}}]",
+    "{class_path: test_resume_and_failures.WorseEveryUpdate}, "
+    "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {every_n_train_steps: 25, "
+    "save_last: true, monitor: probe/score, mode: max, filename: 'best-{step}'}}]",
 )
+
+
+class WorseEveryUpdate(pl.Callback):
+    """Logs ``probe/score``, lower at every update (named by class path in the configs above)."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        pl_module.log("probe/score", -float(trainer.global_step))
 
 
 def hpr_args(root: Path, *extra: str) -> list[str]:
@@ -49,7 +59,8 @@ def kill_after_second_checkpoint(root: Path) -> Path:
     """Start a long run in a subprocess; SIGKILL it once it has written ``last.ckpt`` twice."""
     args = hpr_args(root, "--trainer.max_steps", "100000")
     process = subprocess.Popen([sys.executable, "-m", "lightning_distill", *args], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"OMP_NUM_THREADS": "1"})
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")})
     last = root / "hpr" / "version_0" / "checkpoints" / "last.ckpt"
     first_write, deadline = None, time.monotonic() + 240
     try:
@@ -92,8 +103,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
                       "--trainer.callbacks+=test_resume_and_failures.ReplayProbe"))
     seen = ReplayProbe.seen
     assert seen["step"] == step
-    resumed = torch.load(tmp_path / "hpr" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoints = tmp_path / "hpr" / "version_0" / "checkpoints"
+    resumed = torch.load(checkpoints / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == step + 10  # the same run continued: no version_1
+    assert sorted(p.name for p in checkpoints.glob("best-*")) == ["best-step=25.ckpt"]  # best != latest
     assert [p.name for p in (tmp_path / "hpr").iterdir()] == ["version_0"]
     assert seen["env_steps"] == saved["DistillDataModule"]["env_steps"] > 0
     for mine, theirs in zip(seen["memories"], saved["DistillDataModule"]["memories"], strict=True):
@@ -177,7 +190,7 @@ def test_a_teacher_for_other_actions_fails_before_training_with_one_line(capsys,
 def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", "last",
                           *csv_logger(tmp_path, "repaint_cartpole"))
-    assert "no last.ckpt under" in line
+    assert "no last.ckpt in" in line
     line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--ckpt_path", str(tmp_path / "nope.ckpt"))
     assert "nope.ckpt" in line and "is not a file" in line
 
