@@ -37,7 +37,7 @@ def format_count(n: float) -> str:
 
 
 class RLProgress(ProgressBar):
-    """Progress in updates (or iterations), env steps, updates/s, epsilon / beta_k, last evaluation.
+    """Progress in updates (or iterations), env steps, updates/s (iterations/s), epsilon / beta_k, last evaluation.
 
     Args:
         refresh_seconds: how often the live bar is redrawn.
@@ -82,14 +82,15 @@ class RLProgress(ProgressBar):
         return trainer.global_step, trainer.max_steps, "upd"
 
     def status(self, trainer: pl.Trainer) -> str:
-        """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` from the data module and logged metrics."""
+        """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` (``it/s`` for PPO) from the data module and logged metrics."""
         parts = []
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "env_steps"):
             parts.append(f"env {format_count(datamodule.env_steps)}")
         elapsed = time.monotonic() - self._start[0]
-        if elapsed > 0 and trainer.global_step > self._start[1]:
-            parts.append(f"{(trainer.global_step - self._start[1]) / elapsed:.1f} upd/s")
+        done, _, unit = self.position(trainer)
+        if elapsed > 0 and done > self._start[1]:
+            parts.append(f"{(done - self._start[1]) / elapsed:.{2 if unit == 'it' else 1}f} {unit}/s")
         metrics = trainer.callback_metrics
         for label, keys in SHOWN:
             value = next((metrics[k] for k in keys if k in metrics), None)
@@ -123,7 +124,7 @@ class RLProgress(ProgressBar):
             self._last_draw = now
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = (time.monotonic(), trainer.global_step)
+        self._start = (time.monotonic(), self.position(trainer)[0])
         self._last_draw = time.monotonic()
         if self._enabled and (sys.stdout.isatty() if self.live is None else self.live):
             from tqdm.auto import tqdm

@@ -103,7 +103,7 @@ class WandbMedia(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         memories = getattr(trainer.datamodule, "memories", None)
-        if not memories or not pl_module.should_log():
+        if not memories or not pl_module.should_log(after_update=True):
             return
         metrics = {}
         for task, memory in zip(pl_module.tasks, memories):

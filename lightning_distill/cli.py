@@ -280,6 +280,10 @@ QUIET_WARNINGS = (
 )
 
 
+#: Lightning's lines about hardware this project never uses, and its advertisement for litlogger.
+QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud logging")
+
+
 def quiet_third_party_output() -> None:
     """A run prints its progress, evaluations and results; not what is no user's to act on
     (deprecations inside Lightning and torch, Lightning's advertisement for litlogger)."""
@@ -289,7 +293,7 @@ def quiet_third_party_output() -> None:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage())
+        lambda record: not record.getMessage().startswith(QUIET_LINES))
 
 
 def check_config_files(args: list[str]) -> None:

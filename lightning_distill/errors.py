@@ -58,6 +58,22 @@ def summarize_parser_error(message: str) -> str:
     return " ".join(parts)
 
 
+def suggest_trainer_keys(message: str) -> str:
+    """`` (did you mean --trainer.max_steps?)`` for an unknown ``--trainer.<key>`` close to a real one."""
+    import difflib
+    import inspect
+
+    if "unrecognized arguments" not in message:
+        return ""
+    from lightning.pytorch import Trainer
+
+    known = list(inspect.signature(Trainer.__init__).parameters)
+    guesses = []
+    for key in re.findall(r"--trainer\.(\w+)", message):
+        guesses += [f"--trainer.{m}" for m in difflib.get_close_matches(key, known, n=1)]
+    return f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+
+
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
     """Print bad-input errors as ``error: <one line>`` on stderr and exit with status 2."""
@@ -77,7 +93,7 @@ def one_line_errors() -> Iterator[None]:
         if cause is not None:
             text = str(cause)
         elif isinstance(exc, ArgumentError):
-            text = summarize_parser_error(str(exc))
+            text = summarize_parser_error(str(exc)) + suggest_trainer_keys(str(exc))
         elif isinstance(exc, MisconfigurationException):  # Lightning's word for a bad Trainer setting
             text = " ".join(str(exc).split())
         elif _interpolation_error_in(exc) is not None:  # a ${...} in a config that names no key

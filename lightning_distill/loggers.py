@@ -140,23 +140,30 @@ class WandbLogger(LightningWandbLogger):
                          checkpoint_name=checkpoint_name, mode=self.mode, **kwargs)
         if anonymous is None:  # W&B warns about the key even when it is None
             self._wandb_init.pop("anonymous", None)
+        self._announced = False
 
     @property
     def experiment(self) -> Any:
-        started = self._experiment is not None
         try:
-            run = super().experiment
+            return super().experiment
         except Exception as exc:  # no account, no network, a bad entity: say so in one line
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(f"W&B could not start an {self.mode} run ({reason}); set WANDB_MODE=offline to "
                               "log locally and `wandb sync` later, or WANDB_MODE=disabled") from None
-        if not started and self.mode != "disabled" and rank_zero_only.rank == 0:
-            if self.mode == "offline":
-                folder = Path(run.dir).parent
-                rank_zero_info(f"W&B: offline run in {folder} (upload it with `wandb sync {folder}`)")
-            else:
-                rank_zero_info(f"W&B: {getattr(run, 'url', None) or run.id}")
-        return run
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Lightning's, then one line that says where the run is: here, once the run has set up
+        (a run that fails before this leaves no W&B run behind, so it names none)."""
+        super().log_hyperparams(params, *args, **kwargs)
+        if self._announced or self.mode == "disabled" or rank_zero_only.rank != 0:
+            return
+        self._announced = True
+        run = self.experiment
+        if self.mode == "offline":
+            folder = Path(run.dir).parent
+            rank_zero_info(f"W&B: offline run in {folder} (upload it with `wandb sync {folder}`)")
+        else:
+            rank_zero_info(f"W&B: {getattr(run, 'url', None) or run.id}")
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         super().log_metrics(clean_metrics(metrics), step)

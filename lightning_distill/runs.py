@@ -12,6 +12,7 @@ nothing already written is overwritten.
 from __future__ import annotations
 
 import csv
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,25 +34,35 @@ class Checkpoint:
     run: dict[str, Any] = field(default_factory=dict)  # loggers.run_identity when it was written
 
 
-def read_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> Checkpoint:
-    """A checkpoint's step, hyperparameters and run identity, or one line that says why not."""
-    from lightning_distill.modules.base import CHECKPOINT_KEY
-
+def load_checkpoint_dict(path: str | Path, flag: str = "--ckpt_path") -> dict[str, Any]:
+    """A checkpoint file as a dict of plain data (``weights_only``, memory-mapped), or one line
+    that says why it cannot be one."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{flag} {str(path)!r} is not a file; give a checkpoint "
                               "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
-    except Exception as exc:  # truncated, not a torch file, or a pickle with code in it
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{flag} {str(path)!r} is not a readable checkpoint ({reason}); "
+    except pickle.UnpicklingError as exc:  # a whole file, but a pickle that would run code
+        reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
+        raise CheckpointError(f"{flag} {str(path)!r} holds objects that are not plain data ({reason}); "
                               "give a .ckpt written by lightning_distill fit") from None
+    except Exception:  # torch's own message here is about its serialization internals
+        raise CheckpointError(f"{flag} {str(path)!r} is not a readable checkpoint: it is truncated or not a file "
+                              "torch.save wrote; give a .ckpt written by lightning_distill fit") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CheckpointError(f"{flag} {str(path)!r} is not a Lightning checkpoint (no 'state_dict'); "
                               "give a .ckpt written by lightning_distill fit")
+    return state
+
+
+def read_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> Checkpoint:
+    """A checkpoint's step, hyperparameters and run identity, or one line that says why not."""
+    from lightning_distill.modules.base import CHECKPOINT_KEY
+
+    state = load_checkpoint_dict(path, flag)
     meta = state.get(CHECKPOINT_KEY) or {}
-    return Checkpoint(path=path, global_step=int(state.get("global_step", 0)),
+    return Checkpoint(path=Path(path), global_step=int(state.get("global_step", 0)),
                       hyper_parameters=dict(state.get("hyper_parameters") or {}), run=dict(meta.get("run") or {}))
 
 
@@ -80,17 +91,18 @@ def plan_continuation(checkpoint: Checkpoint, save_dir: str | Path, name: str) -
     run_dir = run_of(checkpoint.path, save_dir, name)
     if run_dir is None:
         return Continuation(version=None, note=f"{checkpoint.path} is not in {Path(save_dir, name)}/: a new run")
+    shown = Path(save_dir, name, run_dir.name)  # as the config names it
     newer = [p for p in (run_dir / "checkpoints").glob("last*.ckpt")
              if p.resolve() != checkpoint.path.resolve() and _step_of(p) > checkpoint.global_step]
     if newer:
         return Continuation(version=None, note=(
-            f"{checkpoint.path} (update {checkpoint.global_step}) is older than {newer[0]} "
-            f"(update {_step_of(newer[0])}): resuming into a new run, {run_dir.name} is left as it is"))
+            f"{checkpoint.path} (update {checkpoint.global_step}) is older than {shown / 'checkpoints' / newer[0].name} "
+            f"(update {_step_of(newer[0])}): resuming into a new run, {shown} is left as it is"))
     match = re.fullmatch(r"version_(\d+)", run_dir.name)
     return Continuation(version=int(match.group(1)) if match else run_dir.name,
                         metrics_rows=checkpoint.run.get("metrics_rows"), metrics_step=checkpoint.run.get("metrics_step"),
                         wandb_id=checkpoint.run.get("wandb_id"),
-                        note=f"continuing {run_dir} from update {checkpoint.global_step}")
+                        note=f"continuing {shown} from update {checkpoint.global_step}")
 
 
 def _step_of(path: Path) -> int:
@@ -142,9 +154,9 @@ def discard_unstarted_run(trainer: Any) -> None:
             run.finish(exit_code=1)
             if folder is not None and folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
-                latest = folder.parent / "latest-run"
-                if latest.is_symlink() and not latest.exists():
-                    latest.unlink()
+                for link in folder.parent.iterdir():  # latest-run, debug.log, ... pointed into it
+                    if link.is_symlink() and not link.exists():
+                        link.unlink()
         elif isinstance(logger, CSVLogger) and logger._experiment is not None:
             log_dir = Path(logger.log_dir)
             if log_dir.is_dir() and not any(log_dir.rglob("*.ckpt")):

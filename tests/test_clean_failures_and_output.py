@@ -39,9 +39,10 @@ def test_resuming_with_no_last_checkpoint_names_the_folder_it_looked_in(tmp_path
     assert f"no last.ckpt in {tmp_path}/pair/version_*/checkpoints;" in line
 
 
-def test_play_checks_the_video_path_before_playing(cartpole_best_ckpt, capsys):
-    line = one_line_error(capsys, "play", "--ckpt_path", str(cartpole_best_ckpt), "--video", "/no/such/dir/out.gif")
-    assert "'/no/such/dir' does not exist" in line
+def test_play_checks_the_video_path_before_playing(cartpole_best_ckpt, tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "dir"
+    line = one_line_error(capsys, "play", "--ckpt_path", str(cartpole_best_ckpt), "--video", str(missing / "out.gif"))
+    assert f"{str(missing)!r} does not exist" in line and not missing.exists()
     assert "episode" not in capsys.readouterr().out  # nothing was played
 
 
@@ -70,7 +71,7 @@ def test_a_config_with_a_yaml_error_is_one_line_naming_the_file_and_line(tmp_pat
 
 def test_an_abbreviated_key_is_an_error_not_the_key_it_abbreviates(capsys):
     line = one_line_error(capsys, "fit", "--config", DQN, "--trainer.max_step", "10")
-    assert "--trainer.max_step" in line
+    assert "--trainer.max_step" in line and "did you mean --trainer.max_steps?" in line
 
 
 @pytest.mark.parametrize("override", [
@@ -96,7 +97,7 @@ def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_n
     for noise in ("[torchrl]", "litlogger", "LeafSpec", "anonymous setting", "git root", "\x1b["):
         assert noise not in printed, noise
     assert re.search(r"^1/2 it .* eval ", printed, re.M), printed  # the evaluation after iteration 1 says 1
-    assert "baseline on CartPole-v1: 2 iterations, 1,024 env steps" in printed
+    assert "baseline on CartPole-v1: 2 iterations, 1,024 env steps of the student" in printed
     assert "target 300: not reached" in printed
     (run,) = (tmp_path / "runs" / "repaint_cartpole" / "baseline").glob("version_0")
     text = (run / "metrics.csv").read_text()

@@ -64,7 +64,8 @@ def test_missing_checkpoint_is_one_line_naming_the_path(capsys, tmp_path):
 
 def test_play_writes_video_and_prints_each_return(cartpole_best_ckpt, tmp_path, capsys):
     video = tmp_path / "cartpole.gif"
-    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "2", "--video", str(video))
+    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "2", "--epsilon", "0.5",  # short episodes
+            "--video", str(video))
     out = capsys.readouterr().out
     assert "episode 1: return" in out and "episode 2: return" in out and "mean return over 2 episodes" in out
     assert video.stat().st_size > 10_000

@@ -115,4 +115,4 @@ def without_replay(config: dict) -> dict:
 @pytest.mark.parametrize("kind", ATARI4)
 def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
     teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
-    run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path)
+    run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path, updates=30)

@@ -201,7 +201,7 @@ def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_pa
             "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "true")
     out = capsys.readouterr().out.replace("\r", "\n")
     final = [line for line in out.splitlines() if "4/4 it" in line][-1]
-    for shown in ("env 2048", "upd/s", "beta_k 0.729", "eval "):
+    for shown in ("env 2048", "it/s", "beta_k 0.729", "eval "):
         assert shown in final, final
 
 

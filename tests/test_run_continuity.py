@@ -69,6 +69,9 @@ def test_last_ckpt_is_the_latest_state_and_a_resume_continues_the_same_run_with_
     run_dir = tmp_path / "dqn" / "version_0"
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["probe/score"].dropna().tolist() == [900.0, 800.0, 700.0, 600.0]  # each evaluation once
+    # each training row holds the values of its own update: 64 steps fill the memory, then one a
+    # step; the resumed run, whose checkpoint holds no replay, fills a new memory first
+    assert metrics["train/env_steps"].dropna().tolist() == [164.0, 264.0, 364.0, 364.0 + 64 + 100]
     assert sorted(p.name for p in run_dir.glob("config*.yaml")) == ["config.until-300.yaml", "config.yaml"]
     capsys.readouterr()
 

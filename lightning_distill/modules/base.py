@@ -137,11 +137,17 @@ class RLModule(pl.LightningModule):
                 return str(max(written, key=lambda p: p.stat().st_mtime_ns))
         return ""
 
-    def should_log(self) -> bool:
-        """True on the steps the logger writes: ``self.log`` costs ~1 ms a call, too much
-        to pay every update of a small network."""
+    def should_log(self, after_update: bool = False) -> bool:
+        """True on the updates whose values the logger writes: ``self.log`` costs ~1 ms a call,
+        too much to pay every update of a small network.
+
+        Lightning writes a row after update ``k`` (1-based) when ``k % log_every_n_steps == 0``;
+        ``global_step`` is ``k - 1`` before the optimizer step (``training_step``,
+        ``on_train_batch_start``) and ``k`` after it (``after_update``: ``on_train_batch_end``).
+        Logging on other updates would leave a value that the next row writes, stale."""
         trainer = self.trainer
-        return trainer.logger is not None and self.global_step % trainer.log_every_n_steps == 0
+        update = self.global_step if after_update else self.global_step + 1
+        return trainer.logger is not None and update % trainer.log_every_n_steps == 0
 
     def log_episode_stats(self) -> None:
         """Log env steps (summed over ranks) and the mean return of recent training episodes."""
@@ -182,11 +188,9 @@ def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The project's metadata block of a checkpoint (class and tasks), with one-line errors."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]) from None
-    meta = checkpoint.get(CHECKPOINT_KEY)
+    from lightning_distill.runs import load_checkpoint_dict
+
+    meta = load_checkpoint_dict(path).get(CHECKPOINT_KEY)
     if meta is None:
         raise CheckpointError(
             f"{str(path)!r} is not a lightning_distill checkpoint (no {CHECKPOINT_KEY!r} entry); "
