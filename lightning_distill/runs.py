@@ -36,22 +36,23 @@ class Checkpoint:
 
 def load_checkpoint_dict(path: str | Path, flag: str = "--ckpt_path") -> dict[str, Any]:
     """A checkpoint file as a dict of plain data (``weights_only``, memory-mapped), or one line
-    that says why it cannot be one."""
+    that says why it cannot be one (``flag``: the argument that named it, if any)."""
     path = Path(path)
+    flag = f"{flag} " if flag else ""
     if not path.is_file():
-        raise CheckpointError(f"{flag} {str(path)!r} is not a file; give a checkpoint "
+        raise CheckpointError(f"{flag}{str(path)!r} is not a file; give a checkpoint "
                               "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except pickle.UnpicklingError as exc:  # a whole file, but a pickle that would run code
         reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
-        raise CheckpointError(f"{flag} {str(path)!r} holds objects that are not plain data ({reason}); "
+        raise CheckpointError(f"{flag}{str(path)!r} holds objects that are not plain data ({reason}); "
                               "give a .ckpt written by lightning_distill fit") from None
     except Exception:  # torch's own message here is about its serialization internals
-        raise CheckpointError(f"{flag} {str(path)!r} is not a readable checkpoint: it is truncated or not a file "
+        raise CheckpointError(f"{flag}{str(path)!r} is not a readable checkpoint: it is truncated or not a file "
                               "torch.save wrote; give a .ckpt written by lightning_distill fit") from None
     if not isinstance(state, dict) or "state_dict" not in state:
-        raise CheckpointError(f"{flag} {str(path)!r} is not a Lightning checkpoint (no 'state_dict'); "
+        raise CheckpointError(f"{flag}{str(path)!r} is not a Lightning checkpoint (no 'state_dict'); "
                               "give a .ckpt written by lightning_distill fit")
     return state
 

@@ -75,5 +75,5 @@ def test_teacher_that_does_not_fit_the_task_fails_naming_both(cartpole_best_ckpt
 def test_a_file_that_is_not_a_checkpoint_fails_with_one_line(tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
         load_teacher(junk)

@@ -190,7 +190,7 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The project's metadata block of a checkpoint (class and tasks), with one-line errors."""
     from lightning_distill.runs import load_checkpoint_dict
 
-    meta = load_checkpoint_dict(path).get(CHECKPOINT_KEY)
+    meta = load_checkpoint_dict(path, flag="").get(CHECKPOINT_KEY)
     if meta is None:
         raise CheckpointError(
             f"{str(path)!r} is not a lightning_distill checkpoint (no {CHECKPOINT_KEY!r} entry); "
