@@ -67,7 +67,9 @@ def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[st
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == updates
 
 
-@pytest.mark.parametrize("name", ATARI10)
+# dist and amn differ from proposed only in the student, whose Atari forward and gradients
+# tests/test_students.py checks for all three; running their 10-game configs too cost 30 s more
+@pytest.mark.parametrize("name", ["proposed"])
 def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
     # 10 games x (32 + 15 x 4) steps: each architecture acts, stores, updates and checkpoints
     run_a_few_hundred_steps(f"atari10_{name}", atari10_teachers,

@@ -306,7 +306,8 @@ class TransferRecord:
     def summary(self, task: str, method: str, teacher: str | None, target: float | None,
                 best_evaluation: float | None) -> str:
         lines = [f"{method} on {task}" + (f" from teacher {teacher}" if teacher else "")
-                 + f": {self.iterations} iterations, {self.env_steps:,.0f} env steps of the student",
+                 + f": {self.iterations} iteration{'s' * (self.iterations != 1)}, "
+                 f"{self.env_steps:,.0f} env steps of the student",
                  f"  final train/return {self.final_return:.4g}"
                  + ("" if best_evaluation is None else f"; best evaluation {best_evaluation:.4g}")]
         if target is not None:
