@@ -34,7 +34,7 @@ def pipeline(args, tasks: list[Task], teachers: list[str]) -> tuple[float, float
     """(env steps/s, updates/s) of Trainer.fit after ``learning_starts``, from first to last update."""
     import lightning.pytorch as pl
 
-    from callbacks import EpsilonSchedule
+    from lightning_distill.callbacks import EpsilonSchedule
     from lightning_distill.data import DistillDataModule
     from lightning_distill.modules import Distillation
     from lightning_distill.replay import UniformReplay

@@ -90,7 +90,7 @@ def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_n
     monkeypatch.setenv("WANDB_MODE", "offline")  # the config's own loggers: CSV and W&B
     run_cli("fit", "--config", PAIR, "--model.init_args.method", "baseline", "--trainer.max_epochs", "1",
             "--trainer.check_val_every_n_epoch", "1", "--data.init_args.evaluation", "{episodes: 1}",
-            "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "false",
+            "--trainer.callbacks+=lightning_distill.callbacks.RLProgress", "--trainer.callbacks.live", "false",
             "--trainer.enable_model_summary", "false")
     out, err = capfd.readouterr()
     printed = out + err + caplog.text  # caplog: Lightning's log lines (printed to stderr outside pytest)

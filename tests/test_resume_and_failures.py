@@ -37,7 +37,7 @@ SMALL_HPR = (
     "--trainer.val_check_interval", "100000",
     # the monitored score falls at every update: the best checkpoint stays at update 25, and
     # last.ckpt must still be the latest state
-    "--trainer.callbacks", "[{class_path: callbacks.EpsilonSchedule, init_args: {decay_steps: 8000}}, "
+    "--trainer.callbacks", "[{class_path: lightning_distill.callbacks.EpsilonSchedule, init_args: {decay_steps: 8000}}, "
     "{class_path: test_resume_and_failures.WorseEveryUpdate}, "
     "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {every_n_train_steps: 25, "
     "save_last: true, monitor: probe/score, mode: max, filename: 'best-{step}'}}]",
@@ -198,7 +198,7 @@ def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
 def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_path, capsys):
     run_cli("fit", "--config", CARTPOLE_PAIR, "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "2",
             *csv_logger(tmp_path, "repaint_cartpole"), "--trainer.enable_model_summary", "false",
-            "--trainer.callbacks+=callbacks.RLProgress", "--trainer.callbacks.live", "true")
+            "--trainer.callbacks+=lightning_distill.callbacks.RLProgress", "--trainer.callbacks.live", "true")
     out = capsys.readouterr().out.replace("\r", "\n")
     final = [line for line in out.splitlines() if "4/4 it" in line][-1]
     for shown in ("env 2048", "it/s", "beta_k 0.729", "eval "):
@@ -211,7 +211,7 @@ def test_wandb_offline_run_holds_the_config_videos_score_table_and_partition_occ
     run_cli("fit", "--config", HPR, *SMALL_HPR[:-2], *QUIET, "--trainer.max_steps", "40",
             "--trainer.val_check_interval", "40", "--trainer.log_every_n_steps", "20",
             "--data.init_args.evaluation", "{episodes: 2, num_envs: 2}",
-            "--trainer.callbacks", "[{class_path: callbacks.WandbMedia, init_args: {video_steps: 30}}]")
+            "--trainer.callbacks", "[{class_path: lightning_distill.callbacks.WandbMedia, init_args: {video_steps: 30}}]")
     import wandb
 
     run_config, summary = dict(wandb.run.config), dict(wandb.run.summary)

@@ -35,7 +35,7 @@ class RLDataModule(pl.LightningDataModule):
         self.evaluation = dataclasses.replace(evaluation) if evaluation is not None else EvalBudget()
         self.seed = seed
         self.env_steps = 0  # agent steps taken in training envs, summed over envs and tasks
-        self.epsilon = 1.0  # exploration; set by callbacks.EpsilonSchedule, uniform random until then
+        self.epsilon = 1.0  # exploration; set by lightning_distill.callbacks.EpsilonSchedule, uniform random until then
         self._returns: dict[str, deque[float]] = {}
         self._rng = np.random.default_rng(seed)  # exploration; re-seeded per rank in ``setup``
 

@@ -24,7 +24,7 @@ class DQN(RLModule):
 
     The network follows the task: Nature DQN for Atari, the MinAtar DQN, an MLP for vectors.
     Gradient clipping is the Trainer's (``trainer.gradient_clip_val``); exploration is
-    ``callbacks.EpsilonSchedule``; the replay is the data module's.
+    ``lightning_distill.callbacks.EpsilonSchedule``; the replay is the data module's.
 
     Args:
         tasks: exactly one task (linked from ``data.task`` by the CLI).

@@ -3,7 +3,7 @@
 - after every ``video_every``-th evaluation: ``video_steps`` rendered steps of each task (an
   MP4 written into the W&B run's folder, then logged as ``media/<task>``);
 - after every evaluation: a table of each task's score, its teacher's and the % of teacher
-  (``eval/scores``; teacher columns when ``callbacks.TeacherComparison`` runs too);
+  (``eval/scores``; teacher columns when ``lightning_distill.callbacks.TeacherComparison`` runs too);
 - while training (distillation with H-PR): each partition's share of the replay memory,
   ``replay/<task>/partition_<j>`` (the occupancy the paper's partitions are meant to balance),
   logged to every logger.
@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
-from callbacks.teacher_score import TeacherComparison, percent_of_teacher
+from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
 
 
 def wandb_logger(trainer: pl.Trainer):
