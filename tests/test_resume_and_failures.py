@@ -162,7 +162,7 @@ def test_a_nan_loss_stops_the_run_with_one_line_and_every_checkpoint_stays_finit
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert "the loss became nan at update 48 (loss/clip=nan)" in line and "last.ckpt" in line, line
+    assert "the loss became nan at update 48 (loss/policy=nan)" in line and "last.ckpt" in line, line
     checkpoints = list((tmp_path / "repaint_cartpole" / "version_0" / "checkpoints").glob("*.ckpt"))
     assert checkpoints
     for path in checkpoints:

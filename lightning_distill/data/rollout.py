@@ -35,8 +35,9 @@ from lightning_distill.tasks import Task
 TEACHER_SEED_OFFSET = 10_000
 
 
-class Actor:
-    """One env stream and the policy that drives it: samples actions, clips continuous ones for the env."""
+class EnvRunner:
+    """One env stream, stepped by whatever policy a rollout is given: samples its actions, clips
+    continuous ones to the env's bounds (not the actor network: that is ``policies.ActorCritic``)."""
 
     def __init__(self, task: Task, num_envs: int, seed: int) -> None:
         self.task = task
@@ -105,8 +106,8 @@ class RolloutDataModule(RLDataModule):
         self.teacher_ref = teacher
         self.teacher_steps = n_steps if teacher_steps is None else teacher_steps
         self.teacher = None
-        self.student_actor: Actor | None = None
-        self.teacher_actor: Actor | None = None
+        self.student_runner: EnvRunner | None = None
+        self.teacher_runner: EnvRunner | None = None
         self.teacher_returns: list[float] = []  # the teacher's target-task episodes of the last iteration
         self.recent_returns: deque[float] = deque(maxlen=return_window)  # the student's last episodes
 
@@ -115,7 +116,7 @@ class RolloutDataModule(RLDataModule):
         return [self.task]
 
     def setup(self, stage: str) -> None:
-        if stage != "fit" or self.student_actor is not None:
+        if stage != "fit" or self.student_runner is not None:
             return
         module = self.trainer.lightning_module
         needs_teacher = getattr(module, "kickstarts", False) or getattr(module, "transfers_instances", False)
@@ -124,9 +125,9 @@ class RolloutDataModule(RLDataModule):
                               "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)")
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher().to(module.device)
-        self.student_actor = Actor(self.task, self.num_envs, self.rank_seed)
+        self.student_runner = EnvRunner(self.task, self.num_envs, self.rank_seed)
         if getattr(module, "transfers_instances", False):
-            self.teacher_actor = Actor(self.task, self.num_envs, self.rank_seed + TEACHER_SEED_OFFSET)
+            self.teacher_runner = EnvRunner(self.task, self.num_envs, self.rank_seed + TEACHER_SEED_OFFSET)
 
     def _load_policy_teacher(self):
         from lightning_distill.teachers import PolicyTeacher, load_teacher
@@ -139,10 +140,10 @@ class RolloutDataModule(RLDataModule):
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
-            for actor in (self.student_actor, self.teacher_actor):
+            for actor in (self.student_runner, self.teacher_runner):
                 if actor is not None:
                     actor.close()
-            self.student_actor = self.teacher_actor = None
+            self.student_runner = self.teacher_runner = None
 
     def next_iteration(self) -> Any:
         """Collect this iteration's rollouts with the module's current policy (and the teacher's)."""
@@ -150,17 +151,17 @@ class RolloutDataModule(RLDataModule):
 
         module = self.trainer.lightning_module
         device = module.device
-        student = self.student_actor.rollout(module.actor_critic.distribution, self.n_steps, device)
+        student = self.student_runner.rollout(module.actor_critic.distribution, self.n_steps, device)
         self.env_steps += self.n_steps * self.num_envs
-        finished = self.student_actor.env.episodes.pop_finished()
+        finished = self.student_runner.env.episodes.pop_finished()
         self.recent_returns.extend(ret for _, ret, _ in finished)
         self.record_episodes(self.task, finished)
         if getattr(module, "kickstarts", False):
             student.update(self._teacher_outputs(student["obs"], device))
         out: dict[str, Any] = {"student": TensorDict(student, batch_size=[self.n_steps, self.num_envs])}
-        if self.teacher_actor is not None:
-            teacher = self.teacher_actor.rollout(self.teacher.distribution, self.teacher_steps, device)
-            self.teacher_returns = [ret for _, ret, _ in self.teacher_actor.env.episodes.pop_finished()]
+        if self.teacher_runner is not None:
+            teacher = self.teacher_runner.rollout(self.teacher.distribution, self.teacher_steps, device)
+            self.teacher_returns = [ret for _, ret, _ in self.teacher_runner.env.episodes.pop_finished()]
             out["teacher"] = TensorDict(teacher, batch_size=[self.teacher_steps, self.num_envs])
         return TensorDict(out, batch_size=[])
 
@@ -182,7 +183,7 @@ class RolloutDataModule(RLDataModule):
         super().load_state_dict(state)
         self.recent_returns.extend(state.get("recent_returns", []))
         # resumed actors sample from a stream of their own (rank and step count), not the start's again
-        for offset, actor in ((0, self.student_actor), (TEACHER_SEED_OFFSET, self.teacher_actor)):
+        for offset, actor in ((0, self.student_runner), (TEACHER_SEED_OFFSET, self.teacher_runner)):
             if actor is not None:
                 actor.generator.manual_seed(self.rank_seed + offset + self.env_steps)
 

@@ -32,7 +32,7 @@ class DQN(RLModule):
         gamma: discount.
         target_update_interval: updates between two copies of the online net into the target.
         double_dqn: select the bootstrap action with the online net (van Hasselt et al. 2016).
-        huber_delta: the Huber loss's transition point.
+        huber_delta: the Huber loss's transition point ``delta`` (quadratic within it, linear beyond).
         clip_rewards: train on sign(reward), as Nature DQN on Atari (evaluation stays raw).
         hidden: width of the hidden FC layer of the Q-head; ``auto``: 512 on Atari, 128 on
             MinAtar, none for MLPs.
@@ -91,7 +91,7 @@ class DQN(RLModule):
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> torch.Tensor:
         q = self.q_net(batch["obs"]).gather(1, batch["action"].long().unsqueeze(1)).squeeze(1)
-        loss = F.smooth_l1_loss(q, self.td_target(batch), beta=self.hparams.huber_delta)
+        loss = F.huber_loss(q, self.td_target(batch), delta=self.hparams.huber_delta)
         self.check_finite(loss)
         if self.global_step % self.hparams.target_update_interval == 0:
             self.target_net.load_state_dict(self.q_net.state_dict())

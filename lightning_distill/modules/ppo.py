@@ -208,7 +208,8 @@ class PPO(RLModule):
         l_clip = clipped_surrogate(log_prob, mb["log_prob"], advantage, hp.clip)
         entropy = dist.entropy().mean()
         l_rep = l_clip + hp.ent_coef * entropy
-        parts = {"loss/clip": l_clip.detach(), "policy/entropy": entropy.detach()}
+        # logged as losses (minimised, as CleanRL and TorchRL log them): the negated objectives
+        parts = {"loss/policy": -l_clip.detach(), "policy/entropy": entropy.detach()}
         if self.kickstarts:
             l_aux = kickstarting_loss(dist, teacher_distribution(mb))
             l_rep = l_rep - beta * l_aux
@@ -219,7 +220,7 @@ class PPO(RLModule):
             teacher_log_prob = self.actor_critic.distribution(teacher_mb["obs"]).log_prob(teacher_mb["action"])
             l_ins = clipped_surrogate(teacher_log_prob, teacher_mb["log_prob"], teacher_mb["advantage"], hp.clip)
             loss = loss - hp.alpha_2 * l_ins
-            parts["loss/instance"] = l_ins.detach()
+            parts["loss/instance"] = -l_ins.detach()
         with torch.no_grad():
             log_ratio = log_prob - mb["log_prob"]
             parts["policy/approx_kl"] = ((log_ratio.exp() - 1) - log_ratio).mean()
