@@ -73,11 +73,9 @@ class VecEnv(ABC):
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.task, self.num_envs, self.seed = task, num_envs, seed
         self.episodes = EpisodeTracker(num_envs)
-        self.steps = 0  # agent steps summed over envs
 
     def _record(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        """Count the step and track episodes; returns which envs finished an episode."""
-        self.steps += self.num_envs
+        """Track episodes; returns which envs finished an episode (data modules count steps)."""
         done = terminated | truncated
         self.episodes.update(reward, done)
         return done

@@ -19,6 +19,17 @@ from lightning_distill.errors import ConfigError
 from lightning_distill.tasks import Task
 
 
+def linear_layers(in_features: int, widths: Sequence[int], activation: type[nn.Module] = nn.ReLU
+                  ) -> tuple[list[nn.Module], int]:
+    """``[Linear, activation]`` for each width (the hidden layers every MLP here is made of), and
+    the width that comes out. Module order fixes state-dict keys: checkpoints depend on it."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Linear(in_features, width), activation()]
+        in_features = width
+    return layers, in_features
+
+
 class NatureConv(nn.Module):
     """conv 32x8x8/4, conv 64x4x4/2, conv 64x3x3/1, ReLU each; uint8 frames scaled by 1/255."""
 
@@ -53,13 +64,8 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> None:
         super().__init__()
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), act()]
-            width = h
-        self.net = nn.Sequential(*layers)
+        layers, width = linear_layers(in_features, hidden, {"relu": nn.ReLU, "tanh": nn.Tanh}[activation])
+        self.net = nn.Sequential(nn.Flatten(), *layers)
         self.out_features = width
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -98,13 +104,8 @@ class QNetwork(nn.Module):
     def __init__(self, features: nn.Module, num_actions: int, hidden: int = 512) -> None:
         super().__init__()
         self.features = features
-        layers: list[nn.Module] = []
-        width = features.out_features
-        if hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, num_actions))
-        self.head = nn.Sequential(*layers)
+        layers, width = linear_layers(features.out_features, [hidden] if hidden else [])
+        self.head = nn.Sequential(*layers, nn.Linear(width, num_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(obs))

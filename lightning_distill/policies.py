@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import make_encoder
+from lightning_distill.networks import linear_layers, make_encoder
 from lightning_distill.tasks import Task
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -105,10 +105,7 @@ class ActorCritic(nn.Module):
         self.critic_features = (self.actor_features if self.shared
                                 else make_encoder(task, tuple(critic_hidden), activation))
         width = self.actor_features.out_features
-        trunk: list[nn.Module] = []
-        if self.shared and head_hidden:
-            trunk = [nn.Linear(width, head_hidden), nn.ReLU()]
-            width = head_hidden
+        trunk, width = linear_layers(width, [head_hidden] if self.shared and head_hidden else [])
         self.trunk = nn.Sequential(*trunk)
         self.action_head = nn.Linear(width, task.num_actions)
         self.value_head = nn.Linear(width if self.shared else self.critic_features.out_features, 1)
@@ -135,9 +132,6 @@ class ActorCritic(nn.Module):
         if not self.discrete:
             action = torch.max(torch.min(action, self.action_high), self.action_low)
         return action
-
-    def forward(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
-        return self.distribution(obs), self.value(obs)
 
 
 def _init_orthogonal(net: ActorCritic) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import make_encoder
+from lightning_distill.networks import linear_layers, make_encoder
 from lightning_distill.tasks import Task
 
 ARCHITECTURES = ("proposed", "dist", "amn")
@@ -33,13 +33,8 @@ PAPER_HIDDEN: dict[str, tuple[int, ...]] = {"proposed": (1028, 512), "dist": (51
 
 def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
     """Linear+ReLU for each hidden width, then a linear output layer."""
-    layers: list[nn.Module] = []
-    width = in_features
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
+    layers, width = linear_layers(in_features, hidden)
+    return nn.Sequential(*layers, nn.Linear(width, out_features))
 
 
 def union_size(tasks: Sequence[Task]) -> int:

@@ -51,8 +51,6 @@ class Replay(ABC):
     (partitions by V, each a FIFO) and a ``HierarchicalSampler``.
     """
 
-    capacity: int  # buffer slots per task
-
     @abstractmethod
     def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
@@ -151,7 +149,6 @@ class HierarchicalReplay(PrioritizedReplay):
         if partitions < 1 or partition_capacity < 1 or value_steps < 1:
             raise ConfigError(f"partitions, partition_capacity and value_steps must be >= 1, got "
                               f"{partitions}, {partition_capacity}, {value_steps}")
-        self.capacity = partitions * partition_capacity
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
         self.sampling = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates,
