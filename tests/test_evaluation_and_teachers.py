@@ -77,3 +77,13 @@ def test_a_file_that_is_not_a_checkpoint_fails_with_one_line(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
         load_teacher(junk)
+
+
+def test_a_teacher_scoring_zero_has_no_percentage_and_is_left_out_of_the_geometric_mean():
+    import math
+
+    from lightning_distill.callbacks.teacher_score import geometric_mean, percent_of_teacher
+
+    assert math.isnan(percent_of_teacher(5.0, 0.0)) and math.isnan(percent_of_teacher(5.0, -1.0))
+    assert geometric_mean([100.0, percent_of_teacher(5.0, 0.0), 25.0]) == pytest.approx(50.0)
+    assert geometric_mean([0.0, 1000.0]) == pytest.approx(10.0)  # 0% is floored at 0.1 before the mean

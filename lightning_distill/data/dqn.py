@@ -21,8 +21,8 @@ class DQNDataModule(RLDataModule):
 
     Every ``train_freq`` env steps (per env) one minibatch is yielded, once the memory holds
     ``learning_starts`` transitions. The policy is the module being trained
-    (``trainer.lightning_module``), reached at every step, so acting is never stale: the
-    stream runs in the main process (``num_workers=0``).
+    (``trainer.lightning_module``, in the main process: ``num_workers=0``); Lightning fetches the
+    next batch before the current update, so acting lags learning by one update.
 
     Args:
         task: the task to learn.
