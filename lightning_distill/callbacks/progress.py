@@ -17,6 +17,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks.progress import ProgressBar
 
+from lightning_distill.contracts import ExperienceSource
+
 #: The metrics shown after the counters, first found wins within each group: (label, keys).
 SHOWN = (
     ("eps", ("train/epsilon",)),
@@ -84,8 +86,8 @@ class RLProgress(ProgressBar):
     def status(self, trainer: pl.Trainer) -> str:
         """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` (``it/s`` for PPO) from the data module and logged metrics."""
         parts = []
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "env_steps"):
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, ExperienceSource):
             parts.append(f"env {format_count(datamodule.env_steps)}")
         elapsed = time.monotonic() - self._start[0]
         done, _, unit = self.position(trainer)

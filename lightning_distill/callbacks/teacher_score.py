@@ -17,6 +17,7 @@ from typing import Sequence
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_distill.contracts import ExperienceSource, TeacherSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import evaluate
 
@@ -60,6 +61,9 @@ class TeacherComparison(pl.Callback):
 
     def _measure_teachers(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
         datamodule = trainer.datamodule
+        if not isinstance(datamodule, TeacherSource) or not isinstance(datamodule, ExperienceSource):
+            raise ConfigError("TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
+                              f"got {type(datamodule).__name__}; give teacher_scores instead")
         budget = datamodule.evaluation.as_kwargs()
         scores = []
         for task, teacher in zip(datamodule.tasks, datamodule.load_teachers()):

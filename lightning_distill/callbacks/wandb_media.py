@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
+from lightning_distill.contracts import ReplaySource
 
 
 def wandb_logger(trainer: pl.Trainer):
@@ -102,11 +103,11 @@ class WandbMedia(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
-        memories = getattr(trainer.datamodule, "memories", None)
-        if not memories or not pl_module.should_log(after_update=True):
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, ReplaySource) or not pl_module.should_log(after_update=True):
             return
         metrics = {}
-        for task, memory in zip(pl_module.tasks, memories):
+        for task, memory in zip(pl_module.tasks, datamodule.memories):
             shares = partition_shares(memory)
             for j, share in enumerate(shares or []):
                 metrics[f"replay/{task.id}/partition_{j}"] = share

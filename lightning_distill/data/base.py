@@ -14,11 +14,9 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_distill.evaluation import EvalBudget
+from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
 
-#: Under DDP, rank ``r`` seeds its envs, exploration and replay sampling at ``seed + r * RANK_SEED_STRIDE``:
-#: every rank owns its own experience, and rank 0 of a multi-GPU run acts as a single-process run would.
-RANK_SEED_STRIDE = 1_000_003
 
 
 class RLDataModule(pl.LightningDataModule):

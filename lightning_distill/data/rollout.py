@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_distill.contracts import TransferLearner
 from lightning_distill.data.base import RLDataModule, _as_is
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.policies import ActionDist
+from lightning_distill.seeding import TEACHER_SEED_OFFSET
 from lightning_distill.tasks import Task
 
-#: the teacher's own rollouts use envs seeded apart from the student's
-TEACHER_SEED_OFFSET = 10_000
 
 
 class EnvRunner:
@@ -119,14 +119,16 @@ class RolloutDataModule(RLDataModule):
         if stage != "fit" or self.student_runner is not None:
             return
         module = self.trainer.lightning_module
-        needs_teacher = getattr(module, "kickstarts", False) or getattr(module, "transfers_instances", False)
+        if not isinstance(module, TransferLearner):
+            raise ConfigError(f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}")
+        needs_teacher = module.kickstarts or module.transfers_instances
         if needs_teacher and self.teacher_ref is None:
             raise ConfigError(f"model.method {module.hparams.method!r} needs a teacher: set data.teacher "
                               "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)")
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher().to(module.device)
         self.student_runner = EnvRunner(self.task, self.num_envs, self.rank_seed)
-        if getattr(module, "transfers_instances", False):
+        if module.transfers_instances:
             self.teacher_runner = EnvRunner(self.task, self.num_envs, self.rank_seed + TEACHER_SEED_OFFSET)
 
     def _load_policy_teacher(self):
@@ -156,7 +158,7 @@ class RolloutDataModule(RLDataModule):
         finished = self.student_runner.env.episodes.pop_finished()
         self.recent_returns.extend(ret for _, ret, _ in finished)
         self.record_episodes(self.task, finished)
-        if getattr(module, "kickstarts", False):
+        if isinstance(module, TransferLearner) and module.kickstarts:
             student.update(self._teacher_outputs(student["obs"], device))
         out: dict[str, Any] = {"student": TensorDict(student, batch_size=[self.n_steps, self.num_envs])}
         if self.teacher_runner is not None:

@@ -12,9 +12,10 @@ from typing import Any, Mapping, Sequence
 import lightning.pytorch as pl
 import torch
 
-from lightning_distill.data.base import RANK_SEED_STRIDE
+from lightning_distill.contracts import ExperienceSource
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
 from lightning_distill.evaluation import EvalResult, Policy, evaluate
+from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
 
 CHECKPOINT_KEY = "lightning_distill"
@@ -151,8 +152,8 @@ class RLModule(pl.LightningModule):
 
     def log_episode_stats(self) -> None:
         """Log env steps (summed over ranks) and the mean return of recent training episodes."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, ExperienceSource):
             return
         stats = self.reduce_across_ranks(datamodule.episode_stats(), sums=("train/env_steps",))
         if stats:

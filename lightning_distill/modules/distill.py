@@ -7,11 +7,12 @@ sampled experiences' priorities ``|delta|`` go back to the task's replay.
 
 from __future__ import annotations
 
-from typing import Literal, Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from tensordict import TensorDict
 
+from lightning_distill.contracts import TeacherSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.losses import LOSSES, distillation_loss
@@ -86,7 +87,7 @@ class Distillation(RLModule):
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule
-        if not hasattr(datamodule, "load_teachers"):
+        if not isinstance(datamodule, TeacherSource):
             raise ConfigError(
                 f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
                 f"got {type(datamodule).__name__}"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 from tensordict import TensorDict
 
+from lightning_distill.contracts import RolloutSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
@@ -239,8 +240,8 @@ class PPO(RLModule):
             metrics.setdefault("loss/instance", nan)  # no minibatch had a kept sample
             metrics["transfer/kept"] = float(kept.shape[0])
             metrics["transfer/kept_fraction"] = kept.shape[0] / batch["teacher"].numel()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, RolloutSource):
             metrics["train/env_steps"] = float(datamodule.env_steps)
             metrics["train/return"] = _mean(datamodule.recent_returns)
             if kept is not None:
@@ -255,8 +256,9 @@ class PPO(RLModule):
         """The run's result in a few lines: final return, ``K`` for the target, transfer figures."""
         from lightning.pytorch.utilities import rank_zero_info
 
-        datamodule = getattr(self.trainer, "datamodule", None)
-        teacher = getattr(datamodule, "teacher_ref", None) if self.kickstarts or self.transfers_instances else None
+        datamodule = self.trainer.datamodule
+        uses_teacher = self.kickstarts or self.transfers_instances
+        teacher = datamodule.teacher_ref if uses_teacher and isinstance(datamodule, RolloutSource) else None
         best = max((cb.best_model_score for cb in self.trainer.checkpoint_callbacks
                     if cb.monitor == "eval/return" and cb.best_model_score is not None), default=None)
         rank_zero_info(self.record.summary(self.tasks[0].id, self.hparams.method, teacher,

@@ -1,0 +1,78 @@
+"""The seams between data modules, modules and callbacks, declared in one place.
+
+A Lightning module reaches its data module through ``trainer.datamodule`` and a data module its
+module through ``trainer.lightning_module``; these ``Protocol``s say what each side may use
+there, so that a newcomer (and a type checker) can see the contract instead of finding it in
+``getattr`` calls. Every data module of this project is an ``ExperienceSource``; the others are
+offered by some only, and checked with ``isinstance`` where a component works with several.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from lightning_distill.evaluation import EvalBudget
+    from lightning_distill.replay.memory import TaskMemory
+    from lightning_distill.tasks import Task
+    from lightning_distill.teachers import Teacher
+
+
+@runtime_checkable
+class ExperienceSource(Protocol):
+    """What every data module offers (``data.base.RLDataModule``): its tasks, the env steps taken
+    (the clock of epsilon's schedule), the exploration epsilon it acts with, and the statistics
+    of recent training episodes."""
+
+    env_steps: int
+    epsilon: float
+    evaluation: EvalBudget  # the budget of every evaluation (and of measuring the teachers)
+
+    @property
+    def tasks(self) -> list[Task]: ...
+
+    @property
+    def steps_per_task(self) -> int: ...
+
+    def episode_stats(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class TeacherSource(Protocol):
+    """A data module that loads one teacher per task (distillation): the module copies their
+    feature layers into the student, ``TeacherComparison`` measures their scores."""
+
+    def load_teachers(self) -> list[Teacher]: ...
+
+
+@runtime_checkable
+class ReplaySource(Protocol):
+    """A data module with one replay memory per task (distillation): ``WandbMedia`` logs each
+    H-PR partition's share of it."""
+
+    memories: Sequence[TaskMemory]
+
+
+@runtime_checkable
+class RolloutSource(Protocol):
+    """The REPAINT data module as the PPO module reads it: the teacher it was given, the
+    student's recent training returns (``train/return``, what ``K`` is measured on) and the
+    teacher's returns in the target task during the last iteration."""
+
+    teacher_ref: str | None
+
+    @property
+    def recent_returns(self) -> Sequence[float]: ...
+
+    @property
+    def teacher_returns(self) -> Sequence[float]: ...
+
+
+@runtime_checkable
+class TransferLearner(Protocol):
+    """What the REPAINT data module reads of the module it collects for: which of the two
+    transfers it uses (kickstarting needs the teacher's outputs on the student's states;
+    instance transfer needs the teacher's own rollouts)."""
+
+    kickstarts: bool
+    transfers_instances: bool
