@@ -97,7 +97,8 @@ class PrioritizedReplay(Replay):
         beta_final: ... annealed linearly to this ...
         beta_updates: ... over this many updates.
         sort_every: updates between two re-sorts of the rank order (``K``): between them, new
-            experiences enter at the top ranks and updated priorities wait for the next sort.
+            experiences enter at the top ranks and updated priorities are moved, every 8
+            updates, to about the rank their priority had at the last sort.
     """
 
     def __init__(self, capacity: int = 500_000, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
