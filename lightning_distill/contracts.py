@@ -72,7 +72,10 @@ class RolloutSource(Protocol):
 class TransferLearner(Protocol):
     """What the REPAINT data module reads of the module it collects for: which of the two
     transfers it uses (kickstarting needs the teacher's outputs on the student's states;
-    instance transfer needs the teacher's own rollouts)."""
+    instance transfer needs the teacher's own rollouts), and the method's name for messages."""
 
     kickstarts: bool
     transfers_instances: bool
+
+    @property
+    def method(self) -> str: ...

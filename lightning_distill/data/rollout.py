@@ -123,7 +123,7 @@ class RolloutDataModule(RLDataModule):
             raise ConfigError(f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}")
         needs_teacher = module.kickstarts or module.transfers_instances
         if needs_teacher and self.teacher_ref is None:
-            raise ConfigError(f"model.method {module.hparams.method!r} needs a teacher: set data.teacher "
+            raise ConfigError(f"model.method {module.method!r} needs a teacher: set data.teacher "
                               "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)")
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher().to(module.device)

@@ -138,6 +138,11 @@ class PPO(RLModule):
     # -- one iteration -------------------------------------------------------------------
 
     @property
+    def method(self) -> str:
+        """``baseline``, ``ks``, ``it`` or ``repaint``."""
+        return str(self.hparams.method)
+
+    @property
     def iteration(self) -> int:
         """``k``: one Lightning epoch per rollout (``data.RolloutDataModule``)."""
         return self.current_epoch
@@ -261,7 +266,7 @@ class PPO(RLModule):
         teacher = datamodule.teacher_ref if uses_teacher and isinstance(datamodule, RolloutSource) else None
         best = max((cb.best_model_score for cb in self.trainer.checkpoint_callbacks
                     if cb.monitor == "eval/return" and cb.best_model_score is not None), default=None)
-        rank_zero_info(self.record.summary(self.tasks[0].id, self.hparams.method, teacher,
+        rank_zero_info(self.record.summary(self.tasks[0].id, self.method, teacher,
                                            self.hparams.target_score, None if best is None else float(best)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
