@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class ConfigError(ValueError):
@@ -21,25 +21,21 @@ class TrainingDiverged(RuntimeError):
     into the weights, so every checkpoint written so far holds finite weights."""
 
 
-def _config_error_in(exc: BaseException) -> ConfigError | None:
-    """The ConfigError that caused ``exc`` (jsonargparse wraps errors raised while parsing)."""
+def _cause_in(exc: BaseException | None, matches: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in ``exc``'s chain of causes that ``matches`` (jsonargparse and
+    Lightning wrap errors raised while parsing or fitting)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ConfigError):
+        if matches(exc):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def _interpolation_error_in(exc: BaseException | None) -> BaseException | None:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if type(exc).__module__.startswith("omegaconf"):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+def _is_interpolation_error(exc: BaseException) -> bool:
+    """omegaconf's errors: a ``${...}`` in a config that names no key."""
+    return type(exc).__module__.startswith("omegaconf")
 
 
 _NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value",
@@ -89,15 +85,16 @@ def one_line_errors() -> Iterator[None]:
         raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is bad input
         _finish_wandb_run()
-        cause = _config_error_in(exc)
+        cause = _cause_in(exc, lambda e: isinstance(e, ConfigError))
+        interpolation = _cause_in(exc, _is_interpolation_error)
         if cause is not None:
             text = str(cause)
         elif isinstance(exc, ArgumentError):
             text = summarize_parser_error(str(exc)) + suggest_trainer_keys(str(exc))
         elif isinstance(exc, MisconfigurationException):  # Lightning's word for a bad Trainer setting
             text = " ".join(str(exc).split())
-        elif _interpolation_error_in(exc) is not None:  # a ${...} in a config that names no key
-            text = "config interpolation: " + " ".join(str(_interpolation_error_in(exc)).split())
+        elif interpolation is not None:
+            text = "config interpolation: " + " ".join(str(interpolation).split())
         else:
             raise
         print(f"error: {text}", file=sys.stderr)

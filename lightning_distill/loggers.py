@@ -82,11 +82,6 @@ class CSVLogger(LightningCSVLogger):
     does), it appends to that run's ``metrics.csv`` instead of deleting it; and float32
     metrics are written as the value logged."""
 
-    def __init__(self, save_dir: _PATH, name: str | None = "lightning_logs", version: int | str | None = None,
-                 prefix: str = "", flush_logs_every_n_steps: int = 100) -> None:
-        super().__init__(save_dir, name=name, version=version, prefix=prefix,
-                         flush_logs_every_n_steps=flush_logs_every_n_steps)
-
     @property
     @rank_zero_experiment
     def experiment(self) -> _ContinuingWriter:

@@ -120,3 +120,11 @@ def test_print_config_names_the_defaults_chosen_per_task(capsys):
     task = data["tasks"][0]
     assert (task["noop_max"], task["sticky_action_prob"], task["max_episode_steps"]) == ("auto", "auto", "auto")
     assert model["hidden"] == "auto"
+
+
+def test_an_interpolation_to_a_missing_key_is_one_line_naming_it(tmp_path, capsys):
+    config = tmp_path / "interp.yaml"
+    config.write_text((REPO / "configs/repaint/cartpole.yaml").read_text()
+                      .replace("${model.init_args.method}", "${model.init_args.nope}"))
+    line = one_line_error(capsys, "fit", "--config", str(config))
+    assert line.startswith("error: config interpolation:") and "nope" in line
