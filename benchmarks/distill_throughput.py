@@ -52,7 +52,7 @@ def pipeline(args, tasks: list[Task], teachers: list[str]) -> tuple[float, float
     data = DistillDataModule(tasks, teachers, replay=UniformReplay(args.capacity), num_envs=args.num_envs,
                              batch_size=args.batch_size, learning_starts=args.learning_starts,
                              train_freq=args.train_freq, seed=0)
-    model = Distillation(tasks=tasks, architecture="proposed", hidden=args.hidden, lr=args.lr)
+    model = Distillation(tasks=tasks, architecture="proposed", head_hidden=args.hidden, lr=args.lr)
     trainer = pl.Trainer(max_steps=args.updates, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          max_epochs=-1, callbacks=[EpsilonSchedule(decay_steps=10_000), clock])

@@ -2,15 +2,19 @@
 
 - ``NatureConv``: Mnih et al. (2015) conv layers for 4x84x84 Atari stacks, 3136 features.
 - ``MinAtarConv``: Young & Tian (2019) conv layer for 10x10 MinAtar grids, 1024 features.
-- ``MLPEncoder``: two hidden layers for vector observations.
+- ``MLPEncoder``: hidden layers for vector observations.
 
 A ``QNetwork`` is ``features`` followed by ``head``; distillation reuses a teacher's
 ``features`` as a student's task-specific extractor, so the split is part of the contract.
+
+One vocabulary across the modules: ``extractor_hidden`` are the MLP extractor's widths (vector
+observations only; conv extractors are fixed by the task), ``head_hidden`` the widths of the
+fully connected layers between the features and the outputs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -64,6 +68,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> None:
         super().__init__()
+        self.hidden, self.activation = tuple(hidden), activation
         layers, width = linear_layers(in_features, hidden, {"relu": nn.ReLU, "tanh": nn.Tanh}[activation])
         self.net = nn.Sequential(nn.Flatten(), *layers)
         self.out_features = width
@@ -74,7 +79,7 @@ class MLPEncoder(nn.Module):
 
 def make_encoder(
     task: Task,
-    mlp_hidden: Sequence[int] = (64, 64),
+    extractor_hidden: Sequence[int] = (64, 64),
     activation: str = "relu",
     obs_shape: Sequence[int] | None = None,
 ) -> nn.Module:
@@ -86,34 +91,59 @@ def make_encoder(
     if task.backend == "minatar":
         return MinAtarConv(shape[0], shape[1])
     if len(shape) == 1:
-        return MLPEncoder(shape[0], mlp_hidden, activation)
+        return MLPEncoder(shape[0], extractor_hidden, activation)
     raise ConfigError(
         f"no feature extractor for observations of shape {shape} (task {task.id!r}); "
         "supported: Atari 4x84x84, MinAtar Cx10x10, flat vectors"
     )
 
 
-def default_head_hidden(task: Task) -> int:
-    """Width of the hidden FC layer: 512 for Atari (Nature DQN), 128 for MinAtar, 0 (none) else."""
-    return {"atari": 512, "minatar": 128}.get(task.backend, 0)
+def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
+    """What rebuilds ``encoder`` for its task with ``encoder_from_spec`` (saved in checkpoints:
+    a student whose extractors came from its teachers has their shapes, not the config's)."""
+    if isinstance(encoder, MLPEncoder):
+        return {"hidden": list(encoder.hidden), "activation": encoder.activation}
+    if isinstance(encoder, (NatureConv, MinAtarConv)):
+        return {}
+    raise ConfigError(f"no known layout for a feature extractor of type {type(encoder).__name__}; "
+                      "known: NatureConv, MinAtarConv, MLPEncoder")
+
+
+def encoder_from_spec(task: Task, spec: dict[str, Any]) -> nn.Module:
+    """The extractor ``encoder_spec`` described, freshly initialised, for ``task``."""
+    return make_encoder(task, spec.get("hidden", (64, 64)), spec.get("activation", "relu"))
+
+
+def default_head_hidden(task: Task) -> tuple[int, ...]:
+    """The Q-head's hidden FC widths: [512] for Atari (Nature DQN), [128] for MinAtar, none else."""
+    return {"atari": (512,), "minatar": (128,)}.get(task.backend, ())
+
+
+def as_widths(value: int | Sequence[int]) -> tuple[int, ...]:
+    """Widths as a tuple; an int is one layer of that width (0: none), as releases before 0.2 stored."""
+    if isinstance(value, int):
+        return (value,) if value else ()
+    return tuple(value)
 
 
 class QNetwork(nn.Module):
-    """``features`` -> [FC hidden, ReLU] -> FC num_actions: Q-values over the task's own actions."""
+    """``features`` -> [FC, ReLU] per ``head_hidden`` width -> FC num_actions: Q-values over the
+    task's own actions."""
 
-    def __init__(self, features: nn.Module, num_actions: int, hidden: int = 512) -> None:
+    def __init__(self, features: nn.Module, num_actions: int, head_hidden: Sequence[int] = (512,)) -> None:
         super().__init__()
         self.features = features
-        layers, width = linear_layers(features.out_features, [hidden] if hidden else [])
+        layers, width = linear_layers(features.out_features, head_hidden)
         self.head = nn.Sequential(*layers, nn.Linear(width, num_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(obs))
 
 
-def make_q_network(task: Task, hidden: int | None = None, mlp_hidden: Sequence[int] = (64, 64)) -> QNetwork:
+def make_q_network(task: Task, head_hidden: Sequence[int] | None = None,
+                   extractor_hidden: Sequence[int] = (64, 64)) -> QNetwork:
     """Nature DQN for Atari, the MinAtar DQN, or an MLP Q-network, by the task's backend."""
     if not task.discrete:
         raise ConfigError(f"a Q-network needs discrete actions; task {task.id!r} is continuous")
-    hidden = default_head_hidden(task) if hidden is None else hidden
-    return QNetwork(make_encoder(task, mlp_hidden), task.num_actions, hidden)
+    widths = default_head_hidden(task) if head_hidden is None else tuple(head_hidden)
+    return QNetwork(make_encoder(task, extractor_hidden), task.num_actions, widths)

@@ -85,27 +85,28 @@ class ActorCritic(nn.Module):
     Args:
         task: fixes the input (image or vector) and the action space (categorical over the
             task's own actions, or a diagonal Gaussian of the action dimension).
-        hidden: the actor's MLP widths for vector observations.
-        critic_hidden: the critic's MLP widths (``None``: the same as ``hidden``).
+        extractor_hidden: the actor's MLP widths for vector observations.
+        critic_hidden: the critic's MLP widths (``None``: the same as ``extractor_hidden``).
         activation: of the MLPs, ``tanh`` (PPO's usual) or ``relu``.
-        head_hidden: for images, a ReLU FC layer on the shared features (0: none).
+        head_hidden: for images, ReLU FC layers on the shared features (empty: none).
         log_std_init: initial log standard deviation of a Gaussian policy (state-independent,
             learned), 0.0 = std 1.
     """
 
-    def __init__(self, task: Task, hidden: Sequence[int] = (64, 64), critic_hidden: Sequence[int] | None = None,
-                 activation: str = "tanh", head_hidden: int = 0, log_std_init: float = 0.0) -> None:
+    def __init__(self, task: Task, extractor_hidden: Sequence[int] = (64, 64),
+                 critic_hidden: Sequence[int] | None = None, activation: str = "tanh",
+                 head_hidden: Sequence[int] = (), log_std_init: float = 0.0) -> None:
         super().__init__()
         if activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.discrete = task.discrete
         self.shared = len(task.obs_shape) > 1  # images: one extractor for both heads
-        critic_hidden = hidden if critic_hidden is None else critic_hidden
-        self.actor_features = make_encoder(task, tuple(hidden), activation)
+        critic_hidden = extractor_hidden if critic_hidden is None else critic_hidden
+        self.actor_features = make_encoder(task, tuple(extractor_hidden), activation)
         self.critic_features = (self.actor_features if self.shared
                                 else make_encoder(task, tuple(critic_hidden), activation))
         width = self.actor_features.out_features
-        trunk, width = linear_layers(width, [head_hidden] if self.shared and head_hidden else [])
+        trunk, width = linear_layers(width, tuple(head_hidden) if self.shared else ())
         self.trunk = nn.Sequential(*trunk)
         self.action_head = nn.Linear(width, task.num_actions)
         self.value_head = nn.Linear(width if self.shared else self.critic_features.out_features, 1)

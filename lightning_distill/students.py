@@ -5,9 +5,10 @@ with a union head (proposed, AMN) gather the task's columns of the union output
 (``Task.action_map``): the other outputs are masked by construction, so they get no
 gradient from the task's loss and can never be the chosen action.
 
-- ``proposed`` (Yin & Pan): one feature extractor per task (the teacher's own conv layers,
-  initialised from it by the module), then shared FC layers 3136 -> 1028 -> 512 -> union.
-  Tasks whose extractors differ in width get a per-task projection to the widest one.
+- ``proposed`` (Yin & Pan): one feature extractor per task (the teacher's own layers, in the
+  teacher's shape, initialised from it by the module), then shared FC layers
+  3136 -> 1028 -> 512 -> union. Tasks whose extractors differ in width get a per-task
+  projection to the widest one.
 - ``dist`` (Rusu et al.): one shared extractor, then per task a private FC 512 and head.
 - ``amn`` (Parisotto et al.): everything shared; FC 512 and a masked union head.
 
@@ -17,13 +18,13 @@ The shared extractor of DIST and AMN sees every task's input, zero-padded to the
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import linear_layers, make_encoder
+from lightning_distill.networks import encoder_from_spec, encoder_spec, linear_layers, make_encoder
 from lightning_distill.tasks import Task
 
 ARCHITECTURES = ("proposed", "dist", "amn")
@@ -83,19 +84,29 @@ class Student(nn.Module):
         """The task-specific extractors a teacher's features can initialise, if any."""
         return None
 
+    def extractor_specs(self) -> list[dict[str, Any]] | None:
+        """The per-task extractors' layouts (``networks.encoder_spec``), if any."""
+        extractors = self.per_task_extractors()
+        return None if extractors is None else [encoder_spec(e) for e in extractors]
+
 
 class ProposedStudent(Student):
-    """Per-task extractors -> (per-task projection where widths differ) -> shared FC -> union."""
+    """Per-task extractors -> (per-task projection where widths differ) -> shared FC -> union.
 
-    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+    Each task's extractor may have its own layout (a teacher's MLP widths, say).
+    """
+
+    def __init__(self, tasks: Sequence[Task], head_hidden: Sequence[int], extractors: Sequence[nn.Module]) -> None:
         super().__init__(tasks)
-        self.extractors = nn.ModuleList(make_encoder(t, mlp_hidden) for t in self.tasks)
+        if len(extractors) != len(self.tasks):
+            raise ConfigError(f"{len(extractors)} extractors for {len(self.tasks)} tasks")
+        self.extractors = nn.ModuleList(extractors)
         width = max(e.out_features for e in self.extractors)
         self.projections = nn.ModuleList(
             nn.Identity() if e.out_features == width else nn.Sequential(nn.Linear(e.out_features, width), nn.ReLU())
             for e in self.extractors
         )
-        self.shared = mlp(width, hidden, union_size(self.tasks))
+        self.shared = mlp(width, head_hidden, union_size(self.tasks))
 
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         features = self.projections[task_index](self.extractors[task_index](obs))
@@ -108,11 +119,11 @@ class ProposedStudent(Student):
 class DistStudent(Student):
     """Shared extractor over zero-padded inputs -> per task: FC hidden, head of |A_i| outputs."""
 
-    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+    def __init__(self, tasks: Sequence[Task], head_hidden: Sequence[int], extractor_hidden: Sequence[int]) -> None:
         super().__init__(tasks)
         self.input_shape = padded_shape(self.tasks)
-        self.extractor = make_encoder(self.tasks[0], mlp_hidden, obs_shape=self.input_shape)
-        self.heads = nn.ModuleList(mlp(self.extractor.out_features, hidden, t.num_actions) for t in self.tasks)
+        self.extractor = make_encoder(self.tasks[0], extractor_hidden, obs_shape=self.input_shape)
+        self.heads = nn.ModuleList(mlp(self.extractor.out_features, head_hidden, t.num_actions) for t in self.tasks)
 
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         return self.heads[task_index](self.extractor(pad_obs(obs, self.input_shape)))
@@ -121,11 +132,11 @@ class DistStudent(Student):
 class AMNStudent(Student):
     """Everything shared: extractor over zero-padded inputs -> FC hidden -> masked union head."""
 
-    def __init__(self, tasks: Sequence[Task], hidden: Sequence[int], mlp_hidden: Sequence[int]) -> None:
+    def __init__(self, tasks: Sequence[Task], head_hidden: Sequence[int], extractor_hidden: Sequence[int]) -> None:
         super().__init__(tasks)
         self.input_shape = padded_shape(self.tasks)
-        self.extractor = make_encoder(self.tasks[0], mlp_hidden, obs_shape=self.input_shape)
-        self.shared = mlp(self.extractor.out_features, hidden, union_size(self.tasks))
+        self.extractor = make_encoder(self.tasks[0], extractor_hidden, obs_shape=self.input_shape)
+        self.shared = mlp(self.extractor.out_features, head_hidden, union_size(self.tasks))
 
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         q_union = self.shared(self.extractor(pad_obs(obs, self.input_shape)))
@@ -135,12 +146,19 @@ class AMNStudent(Student):
 def make_student(
     architecture: str,
     tasks: Sequence[Task],
-    hidden: Sequence[int] | None = None,
-    mlp_hidden: Sequence[int] = (64, 64),
+    head_hidden: Sequence[int] | None = None,
+    extractor_hidden: Sequence[int] = (64, 64),
+    extractor_specs: Sequence[dict[str, Any]] | None = None,
 ) -> Student:
-    """A student by name; ``hidden`` ``None`` means the paper's widths (``PAPER_HIDDEN``)."""
-    classes = {"proposed": ProposedStudent, "dist": DistStudent, "amn": AMNStudent}
-    if architecture not in classes:
+    """A student by name. ``head_hidden`` ``None`` means the paper's widths (``PAPER_HIDDEN``);
+    ``extractor_specs`` (proposed only) gives each task's extractor its own layout, else every
+    extractor is ``make_encoder(task, extractor_hidden)``."""
+    if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {architecture!r}; valid: {list(ARCHITECTURES)}")
-    widths = PAPER_HIDDEN[architecture] if hidden is None else tuple(hidden)
-    return classes[architecture](tasks, widths, tuple(mlp_hidden))
+    widths = PAPER_HIDDEN[architecture] if head_hidden is None else tuple(head_hidden)
+    if architecture == "proposed":
+        extractors = ([make_encoder(t, tuple(extractor_hidden)) for t in tasks] if extractor_specs is None
+                      else [encoder_from_spec(t, spec) for t, spec in zip(tasks, extractor_specs, strict=True)])
+        return ProposedStudent(tasks, widths, extractors)
+    shared = {"dist": DistStudent, "amn": AMNStudent}[architecture]
+    return shared(tasks, widths, tuple(extractor_hidden))

@@ -119,7 +119,7 @@ def test_print_config_names_the_defaults_chosen_per_task(capsys):
     assert data["evaluation"]["episodes"] == "auto" and data["evaluation"]["epsilon"] == 0.05
     task = data["tasks"][0]
     assert (task["noop_max"], task["sticky_action_prob"], task["max_episode_steps"]) == ("auto", "auto", "auto")
-    assert model["hidden"] == "auto"
+    assert model["head_hidden"] == "auto" and model["extractor_hidden"] == [64, 64]
 
 
 def test_an_interpolation_to_a_missing_key_is_one_line_naming_it(tmp_path, capsys):

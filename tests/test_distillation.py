@@ -102,7 +102,7 @@ def test_proposed_student_starts_from_the_teachers_features_and_can_freeze_them(
     from lightning_distill.teachers import load_teacher
 
     teachers = [load_teacher(ref, task) for task, ref in GAMES.items()]
-    module = Distillation(tasks=list(GAMES), hidden=[32], freeze_extractors=True)
+    module = Distillation(tasks=list(GAMES), head_hidden=[32], freeze_extractors=True)
     module.copy_teacher_features(teachers)
     for extractor, teacher in zip(module.student.extractors, teachers):
         for mine, theirs in zip(extractor.parameters(), teacher.network.features.parameters()):
@@ -111,16 +111,65 @@ def test_proposed_student_starts_from_the_teachers_features_and_can_freeze_them(
     assert optimised == {id(p) for p in module.student.shared.parameters()}
 
 
-def test_teacher_features_of_another_width_fail_naming_the_option_to_set():
-    from lightning_distill.errors import ConfigError
+def test_proposed_extractors_take_each_teachers_shape_and_keep_it_in_the_checkpoint(tmp_path):
     from lightning_distill.modules import Distillation
+    from lightning_distill.modules.base import load_agent
     from lightning_distill.networks import MLPEncoder, QNetwork
     from lightning_distill.teachers import Teacher
 
-    teacher = Teacher(QNetwork(MLPEncoder(4, [32]), 2, hidden=0), "CartPole-v1")
-    module = Distillation(tasks=["CartPole-v1"], hidden=[16], mlp_hidden=[64, 64])
-    with pytest.raises(ConfigError, match="set model.init_args.mlp_hidden"):
-        module.copy_teacher_features([teacher])
+    # An SB3 DQN with net_arch [256, 256] and a narrow one: no width repeated in the config.
+    teachers = [Teacher(QNetwork(MLPEncoder(4, [256, 256]), 2, []), "CartPole-v1"),
+                Teacher(QNetwork(MLPEncoder(6, [32], "tanh"), 3, []), "Acrobot-v1")]
+    module = Distillation(tasks=["CartPole-v1", "Acrobot-v1"], head_hidden=[16])
+    module.copy_teacher_features(teachers)
+    for extractor, teacher in zip(module.student.extractors, teachers):
+        assert extractor.state_dict().keys() == teacher.network.features.state_dict().keys()
+        assert all(torch.equal(a, b) for a, b in zip(extractor.parameters(), teacher.network.features.parameters()))
+    obs = torch.randn(5, 6)
+    expected = module(obs, task_index=1)
+
+    path = tmp_path / "student.ckpt"
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    loaded = load_agent(path)
+    assert loaded.student.extractor_specs() == [{"hidden": [256, 256], "activation": "relu"},
+                                                {"hidden": [32], "activation": "tanh"}]
+    assert torch.equal(loaded(obs, task_index=1), expected)
+
+
+def test_teacher_features_of_an_unknown_layout_fail_naming_the_option_to_set():
+    from lightning_distill.errors import ConfigError
+    from lightning_distill.modules import Distillation
+    from lightning_distill.teachers import Teacher
+
+    features = torch.nn.Linear(4, 8)
+    features.out_features = 8
+    network = torch.nn.Module()
+    network.features = features
+    module = Distillation(tasks=["CartPole-v1"], head_hidden=[16])
+    with pytest.raises(ConfigError, match="cannot initialise an extractor.*init_from_teachers: false"):
+        module.copy_teacher_features([Teacher(network, "CartPole-v1")])
+
+
+def test_old_hyperparameter_names_still_work_with_one_message(capsys):
+    from lightning_distill.modules import DQN, PPO, Distillation
+    from lightning_distill.teachers import load_teacher
+
+    module = Distillation(tasks=["CartPole-v1"], hidden=[16], mlp_hidden=[8])
+    assert (module.hparams.head_hidden, module.hparams.extractor_hidden) == ((16,), (8,))
+    assert "hidden" not in module.hparams and "mlp_hidden" not in module.hparams
+    assert module.student.extractors[0].hidden == (8,)
+    assert DQN(tasks=["CartPole-v1"], hidden=32).q_net.head[0].out_features == 32
+    assert PPO(tasks=["CartPole-v1"], hidden=[8]).actor_critic.actor_features.hidden == (8,)
+    err = capsys.readouterr().err
+    assert "warning: Distillation's hidden is deprecated; write model.init_args.head_hidden" in err
+    assert "warning: DQN's hidden is deprecated; write model.init_args.head_hidden" in err
+    assert "warning: PPO's hidden is deprecated; write model.init_args.extractor_hidden" in err
+    # Checkpoints of earlier releases (the bundled teachers among them) load under the new names, silently.
+    load_teacher("bundled:minatar/breakout")
+    load_teacher("bundled:ppo/cartpole_centered")
+    assert capsys.readouterr().err == ""
 
 
 def test_one_teacher_per_task_is_required():

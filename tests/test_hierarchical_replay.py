@@ -295,7 +295,7 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
     replay = HierarchicalReplay(partitions=3, partition_capacity=500, value_steps=200, sort_every=10)
     data = DistillDataModule(tasks, ["bundled:minatar/breakout", "bundled:minatar/freeway"], replay=replay,
                              num_envs=2, learning_starts=100, train_freq=1, seed=0)
-    model = Distillation(tasks=data.tasks, hidden=[32], lr=1e-3)
+    model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
     weights = []
     original = model.training_step
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightning_distill.errors import ConfigError
+from lightning_distill.networks import make_encoder
 from lightning_distill.students import AMNStudent, DistStudent, ProposedStudent, make_student, pad_obs
 from lightning_distill.tasks import Task
 
@@ -26,7 +27,7 @@ def grads_after_task_loss(student, tasks, task_index: int) -> dict[str, bool]:
 @pytest.mark.parametrize("architecture", ["proposed", "dist", "amn"])
 def test_each_architecture_outputs_the_tasks_own_actions(architecture):
     for tasks in (MINATAR, ATARI):
-        student = make_student(architecture, tasks, hidden=[32, 16] if architecture == "proposed" else [16])
+        student = make_student(architecture, tasks, head_hidden=[32, 16] if architecture == "proposed" else [16])
         for i, task in enumerate(tasks):
             assert student(obs_batch(task), i).shape == (3, task.num_actions)
 
@@ -39,7 +40,7 @@ def test_proposed_student_has_the_papers_layer_sizes_on_atari():
 
 
 def test_proposed_shares_fc_layers_and_keeps_one_extractor_per_task():
-    student = ProposedStudent(MINATAR, hidden=[32], mlp_hidden=[])
+    student = ProposedStudent(MINATAR, head_hidden=[32], extractors=[make_encoder(t) for t in MINATAR])
     touched = grads_after_task_loss(student, MINATAR, 0)
     assert all(touched[n] for n in touched if n.startswith(("shared.", "extractors.0.")))
     assert not any(touched[n] for n in touched if n.startswith("extractors.1."))
@@ -47,7 +48,7 @@ def test_proposed_shares_fc_layers_and_keeps_one_extractor_per_task():
 
 
 def test_dist_shares_the_extractor_and_keeps_one_head_per_task():
-    student = DistStudent(MINATAR, hidden=[32], mlp_hidden=[])
+    student = DistStudent(MINATAR, head_hidden=[32], extractor_hidden=[])
     touched = grads_after_task_loss(student, MINATAR, 1)
     assert all(touched[n] for n in touched if n.startswith(("extractor.", "heads.1.")))
     assert not any(touched[n] for n in touched if n.startswith("heads.0."))
@@ -55,14 +56,14 @@ def test_dist_shares_the_extractor_and_keeps_one_head_per_task():
 
 
 def test_amn_shares_every_parameter():
-    student = AMNStudent(MINATAR, hidden=[32], mlp_hidden=[])
+    student = AMNStudent(MINATAR, head_hidden=[32], extractor_hidden=[])
     for i in range(2):
         assert all(grads_after_task_loss(student, MINATAR, i).values())
 
 
 @pytest.mark.parametrize("architecture", ["proposed", "amn"])
 def test_actions_outside_a_tasks_set_get_no_gradient_and_are_never_chosen(architecture):
-    student = make_student(architecture, ATARI, hidden=[16] if architecture == "amn" else [32, 16])
+    student = make_student(architecture, ATARI, head_hidden=[16] if architecture == "amn" else [32, 16])
     head = student.shared[-1]
     breakout = ATARI[0]  # NOOP, FIRE, RIGHT, LEFT = union 0, 1, 3, 4
     outside = sorted(set(range(18)) - set(breakout.action_map))
@@ -78,7 +79,7 @@ def test_actions_outside_a_tasks_set_get_no_gradient_and_are_never_chosen(archit
 
 def test_proposed_projects_extractors_of_different_widths_to_one():
     tasks = [Task("MinAtar/Breakout"), Task("CartPole-v1")]
-    student = make_student("proposed", tasks, hidden=[32], mlp_hidden=[64, 64])
+    student = make_student("proposed", tasks, head_hidden=[32], extractor_hidden=[64, 64])
     assert isinstance(student.projections[0], torch.nn.Identity)  # MinAtar: 1024 features
     assert student.projections[1][0].in_features == 64 and student.projections[1][0].out_features == 1024
     assert student(torch.randn(2, 4), 1).shape == (2, 2)

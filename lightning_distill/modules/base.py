@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -15,10 +16,14 @@ import torch
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
 from lightning_distill.evaluation import EvalResult, Policy, evaluate
+from lightning_distill.networks import as_widths
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
 
 CHECKPOINT_KEY = "lightning_distill"
+#: Hyperparameters that are layer widths, and may be stored as one int by releases before 0.2.
+WIDTH_HPARAMS = ("head_hidden", "extractor_hidden")
+_warned_renames: set[tuple[str, str]] = set()
 
 
 class RLModule(pl.LightningModule):
@@ -29,6 +34,9 @@ class RLModule(pl.LightningModule):
             module (``data.tasks``), so a config names them once, on the data side.
     """
 
+    #: Hyperparameter names of earlier releases -> this release's (``upgrade_hparams``).
+    RENAMED_HPARAMS: ClassVar[dict[str, str]] = {}
+
     def __init__(self, tasks: Sequence[Task | Mapping[str, Any]] | None = None) -> None:
         super().__init__()
         if not tasks:
@@ -36,6 +44,33 @@ class RLModule(pl.LightningModule):
         self.tasks: list[Task] = [Task.coerce(t) for t in tasks]
         self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
         self.restored_step: int | None = None  # the update of the checkpoint this module was loaded from
+
+    @classmethod
+    def renamed(cls, old: str, old_value: Any, new_value: Any) -> Any:
+        """The value of a renamed argument: the old name's when a config still sets it (with a
+        one-line deprecation message, once), else the new name's."""
+        if old_value is None:
+            return new_value
+        new = cls.RENAMED_HPARAMS[old]
+        if (cls.__name__, old) not in _warned_renames:
+            _warned_renames.add((cls.__name__, old))
+            print(f"warning: {cls.__name__}'s {old} is deprecated; write model.init_args.{new}", file=sys.stderr)
+        return as_widths(old_value) if new in WIDTH_HPARAMS else old_value
+
+    @classmethod
+    def upgrade_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """Hyperparameters a checkpoint stored, under this release's names and types: old
+        checkpoints (bundled teachers among them) load with no message to act on."""
+        upgraded = dict(hparams)
+        for old, new in cls.RENAMED_HPARAMS.items():
+            if old in upgraded:
+                value = upgraded.pop(old)
+                if new not in upgraded and value is not None:
+                    upgraded[new] = value
+        for key in WIDTH_HPARAMS:
+            if isinstance(upgraded.get(key), int):
+                upgraded[key] = list(as_widths(upgraded[key]))
+        return upgraded
 
     def _save_task_hparams(self) -> None:
         """Store tasks as plain dicts: checkpoints must load with ``weights_only=True``."""
@@ -180,21 +215,32 @@ def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {str(path)!r}")
-    meta = read_checkpoint_meta(path)
-    module_name, _, class_name = meta["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    agent = cls.load_from_checkpoint(path, map_location=map_location)
-    return agent.eval()
+    checkpoint = read_checkpoint_dict(path)
+    cls = module_class(checkpoint[CHECKPOINT_KEY]["class_path"])
+    hparams = cls.upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+    for private in ("_instantiator", "_class_path"):
+        hparams.pop(private, None)
+    agent = cls(**hparams)
+    agent.on_load_checkpoint(checkpoint)
+    agent.load_state_dict(checkpoint["state_dict"])
+    return agent.to(map_location).eval()
 
 
-def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The project's metadata block of a checkpoint (class and tasks), with one-line errors."""
+def module_class(class_path: str) -> type[RLModule]:
+    """The module class a checkpoint's metadata names."""
+    module_name, _, class_name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
+    """A checkpoint this project wrote (memory-mapped), with one-line errors."""
     from lightning_distill.runs import load_checkpoint_dict
 
-    meta = load_checkpoint_dict(path, flag="").get(CHECKPOINT_KEY)
-    if meta is None:
+    checkpoint = load_checkpoint_dict(path, flag="")
+    if CHECKPOINT_KEY not in checkpoint:
         raise CheckpointError(
             f"{str(path)!r} is not a lightning_distill checkpoint (no {CHECKPOINT_KEY!r} entry); "
             "import other formats with lightning_distill.teachers.load_teacher"
         )
-    return meta
+    return checkpoint
+

@@ -16,9 +16,11 @@ from lightning_distill.contracts import TeacherSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.losses import LOSSES, distillation_loss
-from lightning_distill.modules.base import RLModule
-from lightning_distill.students import make_student
+from lightning_distill.modules.base import CHECKPOINT_KEY, RLModule
+from lightning_distill.networks import encoder_spec
+from lightning_distill.students import Student, make_student
 from lightning_distill.tasks import Task
+from lightning_distill.teachers import Teacher
 
 
 class Distillation(RLModule):
@@ -27,10 +29,10 @@ class Distillation(RLModule):
     Args:
         tasks: the tasks (linked from ``data.tasks`` by the CLI).
         architecture: ``proposed`` (per-task extractors + shared FC), ``dist`` or ``amn``.
-        hidden: widths of the FC layers after the features; ``auto`` is the paper's:
+        head_hidden: widths of the FC layers after the features; ``auto`` is the paper's:
             proposed [1028, 512] shared, dist [512] per task, amn [512] shared.
-        mlp_hidden: hidden widths of MLP extractors (vector observations); must match the
-            teachers' when the proposed student copies them.
+        extractor_hidden: widths of MLP extractors (vector observations). With
+            ``init_from_teachers`` each task's extractor takes its teacher's shape instead.
         loss: ``kl`` (the paper's), ``mse`` or ``nll`` (Rusu et al.'s alternatives).
         tau: temperature of the teacher's softmax in the KL loss (0.01).
         lr: RMSProp learning rate.
@@ -40,14 +42,18 @@ class Distillation(RLModule):
             task's extractor when training starts (the paper's initialisation).
         freeze_extractors: proposed only: keep the task extractors fixed (the paper trains
             them end to end; freezing is an ablation).
+        hidden: deprecated name of ``head_hidden`` (before 0.2).
+        mlp_hidden: deprecated name of ``extractor_hidden`` (before 0.2).
     """
+
+    RENAMED_HPARAMS = {"hidden": "head_hidden", "mlp_hidden": "extractor_hidden"}
 
     def __init__(
         self,
         tasks: Sequence[Task | Mapping[str, Any]] | None = None,
         architecture: str = "proposed",
-        hidden: Sequence[int] | Literal["auto"] = "auto",
-        mlp_hidden: Sequence[int] = (64, 64),
+        head_hidden: Sequence[int] | Literal["auto"] = "auto",
+        extractor_hidden: Sequence[int] = (64, 64),
         loss: str = "kl",
         tau: float = 0.01,
         lr: float = 1e-4,
@@ -55,25 +61,35 @@ class Distillation(RLModule):
         rmsprop_eps: float = 1e-6,
         init_from_teachers: bool = True,
         freeze_extractors: bool = False,
+        hidden: Sequence[int] | None = None,
+        mlp_hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__(tasks)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; valid: {list(LOSSES)}")
         if tau <= 0:
             raise ConfigError(f"tau must be > 0, got {tau}")
-        self.save_hyperparameters(ignore=["tasks"])
+        head_hidden = self.renamed("hidden", hidden, head_hidden)
+        extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
+        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
         self._save_task_hparams()
-        self.student = make_student(architecture, self.tasks, None if hidden in ("auto", None) else hidden,
-                                    tuple(mlp_hidden))
-        extractors = self.student.per_task_extractors()
-        if (init_from_teachers or freeze_extractors) and extractors is None:
+        if (init_from_teachers or freeze_extractors) and architecture != "proposed":
             raise ConfigError(
                 f"init_from_teachers / freeze_extractors need per-task extractors: architecture "
                 f"{architecture!r} has a shared one; use proposed, or set both to false"
             )
-        if freeze_extractors:
-            for extractor in extractors:
+        self.student = self.build_student()
+
+    def build_student(self, extractor_specs: Sequence[dict[str, Any]] | None = None) -> Student:
+        """The student of the hyperparameters; ``extractor_specs`` (``networks.encoder_spec``)
+        give the proposed student's per-task extractors another shape (their teachers')."""
+        head_hidden = self.hparams.head_hidden
+        student = make_student(self.hparams.architecture, self.tasks, None if head_hidden == "auto" else head_hidden,
+                               tuple(self.hparams.extractor_hidden), extractor_specs)
+        if self.hparams.freeze_extractors:
+            for extractor in student.per_task_extractors() or []:
                 extractor.requires_grad_(False)
+        return student
 
     def forward(self, obs: torch.Tensor, task_index: int = 0) -> torch.Tensor:
         """Q-values over the task's own actions."""
@@ -95,18 +111,31 @@ class Distillation(RLModule):
         if self.hparams.init_from_teachers:
             self.copy_teacher_features(datamodule.load_teachers())
 
-    def copy_teacher_features(self, teachers: Sequence) -> None:
-        for task, extractor, teacher in zip(self.tasks, self.student.per_task_extractors(), teachers):
-            features = teacher.network.features.state_dict()
-            mine = extractor.state_dict()
-            shapes = {k: tuple(v.shape) for k, v in features.items()}
-            if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
-                raise ConfigError(
-                    f"the teacher of {task.id!r} has feature layers {shapes}, the student's extractor "
-                    f"{ {k: tuple(v.shape) for k, v in mine.items()} }; set model.init_args.mlp_hidden to the "
-                    "teacher's widths, or init_from_teachers: false"
-                )
-            extractor.load_state_dict(features)
+    def copy_teacher_features(self, teachers: Sequence[Teacher]) -> None:
+        """Each task's extractor becomes a copy of its teacher's feature layers, in the teacher's
+        shape (the paper's initialisation): no width needs repeating in the config."""
+        specs = []
+        for task, teacher in zip(self.tasks, teachers, strict=True):
+            try:
+                specs.append(encoder_spec(teacher.network.features))
+            except ConfigError as exc:
+                raise ConfigError(f"the teacher of {task.id!r} cannot initialise an extractor: {exc}; "
+                                  "set model.init_args.init_from_teachers: false") from None
+        if specs != self.student.extractor_specs():
+            self.student = self.build_student(specs)
+        for extractor, teacher in zip(self.student.per_task_extractors() or [], teachers):
+            extractor.load_state_dict(teacher.network.features.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["extractors"] = self.student.extractor_specs()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Extractors shaped by their teachers are rebuilt in that shape before the weights load."""
+        super().on_load_checkpoint(checkpoint)
+        specs = (checkpoint.get(CHECKPOINT_KEY) or {}).get("extractors")
+        if specs is not None and specs != self.student.extractor_specs():
+            self.student = self.build_student(specs)
 
     def training_step(self, batch: list[TensorDict], batch_idx: int) -> torch.Tensor:
         datamodule = self.trainer.datamodule

@@ -34,10 +34,14 @@ class DQN(RLModule):
         double_dqn: select the bootstrap action with the online net (van Hasselt et al. 2016).
         huber_delta: the Huber loss's transition point ``delta`` (quadratic within it, linear beyond).
         clip_rewards: train on sign(reward), as Nature DQN on Atari (evaluation stays raw).
-        hidden: width of the hidden FC layer of the Q-head; ``auto``: 512 on Atari, 128 on
-            MinAtar, none for MLPs.
-        mlp_hidden: hidden widths of the MLP extractor for vector observations.
+        head_hidden: widths of the Q-head's hidden FC layers; ``auto``: [512] on Atari, [128]
+            on MinAtar, none for MLPs.
+        extractor_hidden: widths of the MLP extractor (vector observations).
+        hidden: deprecated name of ``head_hidden`` (before 0.2).
+        mlp_hidden: deprecated name of ``extractor_hidden`` (before 0.2).
     """
+
+    RENAMED_HPARAMS = {"hidden": "head_hidden", "mlp_hidden": "extractor_hidden"}
 
     def __init__(
         self,
@@ -48,16 +52,20 @@ class DQN(RLModule):
         double_dqn: bool = True,
         huber_delta: float = 1.0,
         clip_rewards: bool = False,
-        hidden: int | Literal["auto"] = "auto",
-        mlp_hidden: Sequence[int] = (64, 64),
+        head_hidden: Sequence[int] | Literal["auto"] = "auto",
+        extractor_hidden: Sequence[int] = (64, 64),
+        hidden: int | None = None,
+        mlp_hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__(tasks)
         if len(self.tasks) != 1:
             raise ConfigError(f"DQN learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}")
-        self.save_hyperparameters(ignore=["tasks"])
+        head_hidden = self.renamed("hidden", hidden, head_hidden)
+        extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
+        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
         self._save_task_hparams()
         task = self.tasks[0]
-        self.q_net = make_q_network(task, None if hidden in ("auto", None) else hidden, tuple(mlp_hidden))
+        self.q_net = make_q_network(task, None if head_hidden == "auto" else head_hidden, tuple(extractor_hidden))
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

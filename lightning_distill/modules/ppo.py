@@ -29,6 +29,7 @@ from tensordict import TensorDict
 from lightning_distill.contracts import RolloutSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
+from lightning_distill.networks import as_widths
 from lightning_distill.modules.base import RLModule
 from lightning_distill.policies import ActionDist, ActorCritic
 from lightning_distill.ppo_losses import (BETA_SCHEDULES, clipped_surrogate, gae, kickstarting_loss,
@@ -59,8 +60,8 @@ class PPO(RLModule):
         normalize_advantage: standardise the student's advantages per minibatch; the teacher's
             kept advantages are divided by the same rollout's standard deviation (not
             centred: centring would turn kept samples into negative ones).
-        hidden: actor and critic MLP widths (vector observations).
-        head_hidden: FC layer over the shared conv features (image observations).
+        extractor_hidden: actor and critic MLP widths (vector observations).
+        head_hidden: FC widths over the shared conv features (image observations).
         log_std_init: initial log std of a Gaussian policy.
         beta_0: kickstarting weight at iteration 0.
         beta_schedule: ``exponential`` (``beta_0 * beta_decay^k``) or ``linear`` (to 0 at
@@ -74,7 +75,10 @@ class PPO(RLModule):
         alpha_2: weight of ``L_ins`` (the instance-transfer objective).
         target_score: the target score of REPAINT's metric (spec section 6): the run reports
             ``K``, the first iteration whose ``train/return`` reaches it (``None``: no target).
+        hidden: deprecated name of ``extractor_hidden`` (before 0.2).
     """
+
+    RENAMED_HPARAMS = {"hidden": "extractor_hidden"}
 
     def __init__(
         self,
@@ -90,8 +94,8 @@ class PPO(RLModule):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         normalize_advantage: bool = True,
-        hidden: Sequence[int] = (64, 64),
-        head_hidden: int = 512,
+        extractor_hidden: Sequence[int] = (64, 64),
+        head_hidden: Sequence[int] = (512,),
         log_std_init: float = 0.0,
         beta_0: float = 1.0,
         beta_schedule: str = "exponential",
@@ -102,6 +106,7 @@ class PPO(RLModule):
         alpha_1: float = 1.0,
         alpha_2: float = 1.0,
         target_score: float | None = None,
+        hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__(tasks)
         if len(self.tasks) != 1:
@@ -114,12 +119,13 @@ class PPO(RLModule):
             raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
         if epochs < 1 or minibatches < 1:
             raise ConfigError(f"epochs and minibatches must be >= 1, got {epochs} and {minibatches}")
-        self.save_hyperparameters(ignore=["tasks"])
+        extractor_hidden = self.renamed("hidden", hidden, extractor_hidden)
+        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
         self._save_task_hparams()
         self.automatic_optimization = False
         self.kickstarts, self.transfers_instances = METHODS[method]
         task = self.tasks[0]
-        self.actor_critic = ActorCritic(task, hidden=tuple(hidden), head_hidden=head_hidden,
+        self.actor_critic = ActorCritic(task, extractor_hidden=tuple(extractor_hidden), head_hidden=as_widths(head_hidden),
                                         log_std_init=log_std_init)
         self.record = TransferRecord()
 

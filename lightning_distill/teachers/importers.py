@@ -89,7 +89,7 @@ def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task
             or continuous == task.discrete):
         kind = "continuous" if continuous else "discrete"
         raise mismatch_error(source, task, actions, f"of {in_features} features ({kind} actions)")
-    network = ActorCritic(task, hidden=[w.shape[0] for w, _ in policy], critic_hidden=[w.shape[0] for w, _ in value],
+    network = ActorCritic(task, extractor_hidden=[w.shape[0] for w, _ in policy], critic_hidden=[w.shape[0] for w, _ in value],
                           activation=_sb3_activation(data))
     pairs = [(network.actor_features, policy), (network.critic_features, value)]
     with torch.no_grad():
@@ -146,13 +146,13 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
         raise mismatch_error(source, task, actions, teacher_input)
     if convs:  # Nature / MinAtar conv layers, then [FC hidden] and the head
         features = make_encoder(task)
-        hidden = linears[0][0].shape[0] if len(linears) == 2 else 0
+        head_hidden = [linears[0][0].shape[0]] if len(linears) == 2 else []
         feature_layers, head_layers = convs, linears
     else:  # an MLP: all linear layers but the last are the encoder
         features = MLPEncoder(math.prod(task.obs_shape), [w.shape[0] for w, _ in linears[:-1]])
-        hidden = 0
+        head_hidden = []
         feature_layers, head_layers = linears[:-1], linears[-1:]
-    network = QNetwork(features, actions, hidden)
+    network = QNetwork(features, actions, head_hidden)
     targets = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     sources = feature_layers + head_layers
     if len(targets) != len(sources) or any(t.weight.shape != w.shape for t, (w, _) in zip(targets, sources)):
