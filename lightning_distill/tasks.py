@@ -185,19 +185,14 @@ class Task:
     # -- observation ----------------------------------------------------------------------
 
     @functools.cached_property
-    def _gym_probe(self) -> tuple[tuple[int, ...], str, Any]:
-        """(obs shape, obs dtype, action space) of a gymnasium env, made once and closed."""
+    def _gym_probe(self) -> tuple[tuple[int, ...], Any]:
+        """(obs shape, action space) of a gymnasium env, made once and closed."""
         env = make_gym_env(self)
         try:
-            space = env.observation_space
-            shape = tuple(space.shape)
-            dtype = str(space.dtype)
-            if self.backend == "minatar":  # channels first, stored as uint8 0/1
+            shape = tuple(env.observation_space.shape)
+            if self.backend == "minatar":  # channels first
                 shape = (shape[2], shape[0], shape[1])
-                dtype = "uint8"
-            elif dtype == "float64":  # converted by the env layer: the networks compute in float32
-                dtype = "float32"
-            return shape, dtype, env.action_space
+            return shape, env.action_space
         finally:
             env.close()
 
@@ -207,13 +202,6 @@ class Task:
             return ATARI_OBS_SHAPE
         return self._gym_probe[0]
 
-    @property
-    def obs_dtype(self) -> str:
-        """``uint8`` for Atari frames and MinAtar channels, the env's dtype otherwise."""
-        if self.backend == "atari":
-            return "uint8"
-        return self._gym_probe[1]
-
     # -- actions --------------------------------------------------------------------------
 
     @property
@@ -222,7 +210,7 @@ class Task:
             return True
         import gymnasium
 
-        return isinstance(self._gym_probe[2], gymnasium.spaces.Discrete)
+        return isinstance(self._gym_probe[1], gymnasium.spaces.Discrete)
 
     @functools.cached_property
     def action_map(self) -> tuple[int, ...]:
@@ -235,14 +223,14 @@ class Task:
             return tuple(range(MINATAR_UNION_SIZE))
         if not self.discrete:
             raise TaskError(f"task {self.id!r} has continuous actions: it has no action map")
-        return tuple(range(int(self._gym_probe[2].n)))
+        return tuple(range(int(self._gym_probe[1].n)))
 
     @property
     def num_actions(self) -> int:
         """Discrete: the number of the task's own actions. Continuous: the action dimension."""
         if self.discrete:
             return len(self.action_map)
-        return int(self._gym_probe[2].shape[0])
+        return int(self._gym_probe[1].shape[0])
 
     @property
     def action_bounds(self) -> tuple[list[float], list[float]]:
@@ -250,7 +238,7 @@ class Task:
         clipped to them before the env sees them."""
         if self.discrete:
             raise TaskError(f"task {self.id!r} has discrete actions: it has no action bounds")
-        space = self._gym_probe[2]
+        space = self._gym_probe[1]
         return [float(x) for x in space.low], [float(x) for x in space.high]
 
     @property

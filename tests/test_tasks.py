@@ -28,7 +28,7 @@ def test_paper_game_maps_minimal_action_set_into_18_ale_actions(game):
     assert task.union_size == 18
     assert task.action_map == PAPER_ACTION_MAPS[game]
     assert task.num_actions == len(PAPER_ACTION_MAPS[game])
-    assert task.obs_shape == (4, 84, 84) and task.obs_dtype == "uint8"
+    assert task.obs_shape == (4, 84, 84)
 
 
 def test_fire_is_the_same_union_index_in_every_game_that_has_it():

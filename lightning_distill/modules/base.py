@@ -45,6 +45,13 @@ class RLModule(pl.LightningModule):
         self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
         self.restored_step: int | None = None  # the update of the checkpoint this module was loaded from
 
+    def require_one_task(self) -> Task:
+        """The task of a single-task agent (DQN, PPO), or one line naming the tasks given."""
+        if len(self.tasks) != 1:
+            raise ConfigError(f"{type(self).__name__} learns one task, got {len(self.tasks)}: "
+                              f"{[t.id for t in self.tasks]}")
+        return self.tasks[0]
+
     @classmethod
     def renamed(cls, old: str, old_value: Any, new_value: Any) -> Any:
         """The value of a renamed argument: the old name's when a config still sets it (with a

@@ -42,8 +42,7 @@ class Distillation(RLModule):
             task's extractor when training starts (the paper's initialisation).
         freeze_extractors: proposed only: keep the task extractors fixed (the paper trains
             them end to end; freezing is an ablation).
-        hidden: deprecated name of ``head_hidden`` (before 0.2).
-        mlp_hidden: deprecated name of ``extractor_hidden`` (before 0.2).
+        hidden, mlp_hidden: deprecated (before 0.2) names of ``head_hidden``, ``extractor_hidden``.
     """
 
     RENAMED_HPARAMS = {"hidden": "head_hidden", "mlp_hidden": "extractor_hidden"}

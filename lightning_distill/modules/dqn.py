@@ -58,13 +58,11 @@ class DQN(RLModule):
         mlp_hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__(tasks)
-        if len(self.tasks) != 1:
-            raise ConfigError(f"DQN learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}")
+        task = self.require_one_task()
         head_hidden = self.renamed("hidden", hidden, head_hidden)
         extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
         self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
         self._save_task_hparams()
-        task = self.tasks[0]
         self.q_net = make_q_network(task, None if head_hidden == "auto" else head_hidden, tuple(extractor_hidden))
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 

@@ -109,8 +109,7 @@ class PPO(RLModule):
         hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__(tasks)
-        if len(self.tasks) != 1:
-            raise ConfigError(f"PPO learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}")
+        task = self.require_one_task()
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; valid: {list(METHODS)}")
         if beta_schedule not in BETA_SCHEDULES:
@@ -124,7 +123,6 @@ class PPO(RLModule):
         self._save_task_hparams()
         self.automatic_optimization = False
         self.kickstarts, self.transfers_instances = METHODS[method]
-        task = self.tasks[0]
         self.actor_critic = ActorCritic(task, extractor_hidden=tuple(extractor_hidden), head_hidden=as_widths(head_hidden),
                                         log_std_init=log_std_init)
         self.record = TransferRecord()
