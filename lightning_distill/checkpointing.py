@@ -15,17 +15,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_distill.errors import CheckpointError
+from lightning_distill.upstream import defers_save_until_validation, every_n_train_steps
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to a hidden temporary file beside the target, ``fsync``, then rename."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
         if "://" in str(path):  # remote storage: fsspec's transaction is the atomic path there
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_save(checkpoint, Path(path))
@@ -91,8 +91,8 @@ class ModelCheckpoint(LightningModelCheckpoint):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        every = self._every_n_train_steps
-        if every >= 1 and trainer.global_step % every == 0 and not self._defer_save_until_validation:
+        every = every_n_train_steps(self)
+        if every >= 1 and trainer.global_step % every == 0 and not defers_save_until_validation(self):
             self._write_last(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

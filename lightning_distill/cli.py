@@ -15,6 +15,7 @@ from typing import Any
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from lightning_distill.upstream import add_subcommand
 from lightning_distill.checkpointing import find_last_checkpoint
 from lightning_distill.data.base import RLDataModule
 from lightning_distill.errors import ConfigError
@@ -106,8 +107,7 @@ class DistillCLI(LightningCLI):
         play_parser = ArgumentParser(description="Watch a checkpoint play: returns per episode, and a video.",
                                      **PARSER_KWARGS)
         add_play_arguments(play_parser)
-        self._subcommand_parsers["play"] = play_parser
-        parser._subcommands_action.add_subcommand("play", play_parser, help=play_parser.description)
+        add_subcommand(self, parser, "play", play_parser)
 
     # ``play`` bypasses the Trainer/model/data machinery: the checkpoint carries what it needs.
     def _parse_ckpt_path(self) -> None:

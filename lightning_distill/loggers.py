@@ -20,13 +20,13 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_distill.errors import ConfigError
+from lightning_distill.upstream import started_experiment, wandb_init_kwargs
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -118,8 +118,8 @@ class WandbLogger(LightningWandbLogger):
     W&B's own console lines are silenced (``settings.silent``); the logger prints one line that
     says where the run is. A resumed run passes its stored ``id`` and continues that W&B run."""
 
-    def __init__(self, name: str | None = None, save_dir: _PATH = ".", version: str | None = None,
-                 offline: bool = False, dir: _PATH | None = None, id: str | None = None,
+    def __init__(self, name: str | None = None, save_dir: str | os.PathLike = ".", version: str | None = None,
+                 offline: bool = False, dir: str | os.PathLike | None = None, id: str | None = None,
                  anonymous: bool | None = None, project: str | None = None,
                  log_model: Literal["all"] | bool = False, prefix: str = "", checkpoint_name: str | None = None,
                  **kwargs: Any) -> None:
@@ -134,7 +134,7 @@ class WandbLogger(LightningWandbLogger):
                          anonymous=anonymous, project=project, log_model=log_model, prefix=prefix,
                          checkpoint_name=checkpoint_name, mode=self.mode, **kwargs)
         if anonymous is None:  # W&B warns about the key even when it is None
-            self._wandb_init.pop("anonymous", None)
+            wandb_init_kwargs(self).pop("anonymous", None)
         self._announced = False
 
     @property
@@ -175,6 +175,6 @@ def run_identity(loggers: list) -> dict[str, Any]:
         if isinstance(logger, CSVLogger) and "metrics_rows" not in identity:
             identity["metrics_rows"], identity["metrics_step"] = logger.written()
         elif isinstance(logger, LightningWandbLogger) and "wandb_id" not in identity:
-            if logger._experiment is not None and getattr(logger, "mode", "online") != "disabled":
+            if started_experiment(logger) is not None and getattr(logger, "mode", "online") != "disabled":
                 identity["wandb_id"] = logger.version
     return identity

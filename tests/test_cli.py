@@ -71,11 +71,18 @@ def test_play_writes_video_and_prints_each_return(cartpole_best_ckpt, tmp_path, 
     assert video.stat().st_size > 10_000
 
 
-def test_play_accepts_the_saved_fit_config_and_writes_mp4(cartpole_run, cartpole_best_ckpt, tmp_path):
+def test_play_accepts_the_saved_fit_config_and_its_mp4_shows_the_episode(cartpole_run, cartpole_best_ckpt,
+                                                                          tmp_path, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+
     video = tmp_path / "cartpole.mp4"
     run_cli("play", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
             "--episodes", "1", "--epsilon", "0.0", "--video", str(video))
-    assert video.stat().st_size > 1_000
+    steps = int(float(capsys.readouterr().out.split("episode 1: return ")[1].split()[0]))  # CartPole: +1 a step
+    frames = iio.imread(video)
+    assert frames.ndim == 4 and frames.shape[-1] == 3 and len(frames) in (steps, steps + 1)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the cart and pole moved
 
 
 def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpole_best_ckpt, tmp_path, capsys):

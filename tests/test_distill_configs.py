@@ -33,19 +33,35 @@ def atari10_teachers(tmp_path_factory) -> list[str]:
     return [write_cleanrl_teacher(t, root / f"{t.game}.cleanrl_model") for t in tasks]
 
 
-@pytest.mark.parametrize("name", ATARI10)
-def test_atari10_config_has_the_papers_settings(name, capsys):
+def resolved_config(name: str, capsys) -> dict:
     with pytest.raises(SystemExit):
-        run_cli("fit", "--config", str(REPO / f"configs/distill/atari10_{name}.yaml"), "--print_config")
-    config = yaml.safe_load(capsys.readouterr().out)
-    data, model = config["data"]["init_args"], config["model"]["init_args"]
-    assert len(data["tasks"]) == 10 and len(data["teachers"]) == 10
-    assert (data["batch_size"], data["train_freq"], data["replay"]["init_args"]["capacity"]) == (32, 4, 500_000)
-    assert (model["architecture"], model["loss"], model["tau"]) == (name, "kl", 0.01)
-    assert data["evaluation"]["steps"] == 100_000 and data["evaluation"]["epsilon"] == 0.05
-    assert config["trainer"]["val_check_interval"] == 25_000
-    epsilon = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("EpsilonSchedule"))
-    assert epsilon["init_args"] == {"start": 1.0, "end": 0.1, "decay_steps": 1_000_000}
+        run_cli("fit", "--config", str(REPO / f"configs/distill/{name}.yaml"), "--print_config")
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def without(config: dict, *keys: str) -> dict:
+    """``config`` without the dotted ``keys`` and without the loggers' run names."""
+    config = copy.deepcopy(config)
+    for key in keys:
+        *parents, last = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        del node[last]
+    for logger in config["trainer"]["logger"]:  # CSV and W&B: each run has its own name
+        del logger["init_args"]["name"]
+    return config
+
+
+def test_the_three_atari10_configs_differ_only_in_the_architecture(capsys):
+    """Table 1 compares architectures: games, teachers, replay, budgets and seeds must be one."""
+    configs = {name: resolved_config(f"atari10_{name}", capsys) for name in ATARI10}
+    assert [c["model"]["init_args"]["architecture"] for c in configs.values()] == ATARI10
+    # only the proposed student has per-task extractors to start from the teachers'
+    assert [c["model"]["init_args"]["init_from_teachers"] for c in configs.values()] == [True, False, False]
+    assert len(configs["proposed"]["data"]["init_args"]["tasks"]) == 10
+    common = [without(c, "model.init_args.architecture", "model.init_args.init_from_teachers") for c in configs.values()]
+    assert common[0] == common[1] == common[2]
 
 
 def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[str], tmp_path,
@@ -85,36 +101,20 @@ ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smok
 }
 
 
-def atari4_config(kind: str, capsys) -> dict:
-    with pytest.raises(SystemExit):
-        run_cli("fit", "--config", str(REPO / f"configs/distill/atari4_{kind}.yaml"), "--print_config")
-    return yaml.safe_load(capsys.readouterr().out)
+def test_the_three_atari4_configs_differ_only_in_the_replay(capsys):
+    """Figure 4 compares replay kinds: everything else must be one."""
+    configs = {kind: resolved_config(f"atari4_{kind}", capsys) for kind in ATARI4}
+    tasks = configs["hpr"]["data"]["init_args"]["tasks"]
+    assert [t["id"] for t in tasks] == ["ALE/Breakout", "ALE/Freeway", "ALE/Pong", "ALE/Qbert"]
+    assert [c["data"]["init_args"]["replay"]["class_path"].rsplit(".", 1)[1] for c in configs.values()] == [
+        "UniformReplay", "PrioritizedReplay", "HierarchicalReplay"]
+    common = [without(c, "data.init_args.replay") for c in configs.values()]
+    assert common[0] == common[1] == common[2]
 
 
-@pytest.mark.parametrize("kind", ATARI4)
-def test_atari4_replay_configs_have_the_papers_games_and_memories(kind, capsys):
-    config = atari4_config(kind, capsys)
-    data = config["data"]["init_args"]
-    assert [t["id"] for t in data["tasks"]] == ["ALE/Breakout", "ALE/Freeway", "ALE/Pong", "ALE/Qbert"]
-    replay = data["replay"]["init_args"]
-    if kind == "hpr":
-        assert (replay["partitions"], replay["partition_capacity"]) == (5, 200_000)
-    else:
-        assert replay["capacity"] == 500_000
-    if kind == "uniform":  # the kinds differ in data.replay (and the run's name) only
-        for other in ("pr", "hpr"):
-            assert without_replay(atari4_config(other, capsys)) == without_replay(config)
-
-
-def without_replay(config: dict) -> dict:
-    config = copy.deepcopy(config)
-    del config["data"]["init_args"]["replay"]
-    for logger in config["trainer"]["logger"]:  # CSV and W&B: the run's name differs
-        del logger["init_args"]["name"]
-    return config
-
-
-@pytest.mark.parametrize("kind", ATARI4)
+# one Atari smoke run per config family: the replay kinds share the frame pool and the acting
+# path, and tests/test_hierarchical_replay.py checks each kind's sampling
+@pytest.mark.parametrize("kind", ["hpr"])
 def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
     teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
     run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path, updates=30)

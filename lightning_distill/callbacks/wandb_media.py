@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
 from lightning_distill.contracts import ReplaySource
+from lightning_distill.replay.memory import TaskMemory
 
 
 def wandb_logger(trainer: pl.Trainer):
@@ -35,9 +36,9 @@ def wandb_logger(trainer: pl.Trainer):
     return logger
 
 
-def partition_shares(memory) -> list[float] | None:
+def partition_shares(memory: TaskMemory) -> list[float] | None:
     """Each partition's share of the experiences stored in a task's memory (None for one partition)."""
-    sizes = memory.buffer.writer.sizes
+    sizes = memory.partition_sizes
     if len(sizes) < 2:
         return None
     total = max(int(sizes.sum()), 1)

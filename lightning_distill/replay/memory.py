@@ -10,6 +10,7 @@ from tensordict import TensorDict
 
 from lightning_distill.replay.frames import FrameStacks
 from lightning_distill.tasks import Task
+from lightning_distill.upstream import storage_tensors
 
 
 class TaskMemory:
@@ -36,6 +37,11 @@ class TaskMemory:
             stack, *frame_shape = task.obs_shape
             self.frames = FrameStacks(num_envs, stack, tuple(frame_shape))
             self.slot_frames = np.full((self.slots, stack), -1, dtype=np.int64)
+
+    @property
+    def partition_sizes(self) -> np.ndarray:
+        """Experiences stored in each partition (one entry for uniform and PR replay)."""
+        return self.buffer.writer.sizes.copy()
 
     def __len__(self) -> int:
         """Experiences stored (for H-PR, ``len(buffer)`` is its capacity: every slot is readable)."""
@@ -83,7 +89,7 @@ class TaskMemory:
 
     def columns(self) -> dict:
         """The storage's tensor per key (cached; ``buffer.loads`` may replace the storage's)."""
-        stored = self.buffer.storage._storage
+        stored = storage_tensors(self.buffer.storage)
         if self._columns is None or self._columns[0] is not stored:
             self._columns = (stored, dict(stored.items()))
         return self._columns[1]

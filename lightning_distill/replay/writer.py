@@ -19,6 +19,7 @@ import torch
 from torchrl.data.replay_buffers.writers import Writer
 
 from lightning_distill.errors import ConfigError
+from lightning_distill.upstream import set_last_cursor, set_storage_length, writer_storage
 
 
 def check_layout(saved: tuple[int, ...], mine: tuple[int, ...]) -> None:
@@ -63,6 +64,11 @@ class PartitionWriter(Writer):
         self._write_count = 0
 
     @property
+    def storage(self) -> Any:
+        """The TorchRL storage this writer fills."""
+        return writer_storage(self)
+
+    @property
     def stored(self) -> int:
         """Experiences in the memory (with partitions, the storage's length is its capacity)."""
         return int(self.sizes.sum())
@@ -101,12 +107,12 @@ class PartitionWriter(Writer):
             keep = np.sort(len(slots) - 1 - last)
             data, slots = data[torch.as_tensor(keep)], slots[keep]
         index = torch.as_tensor(slots)
-        self._storage.set(index, data, set_cursor=False)  # the length is ours to keep (below)
-        self._storage._set_last_cursor(index)
+        self.storage.set(index, data, set_cursor=False)  # the length is ours to keep (below)
+        set_last_cursor(self.storage, index)
         # TorchRL reads slots [0, len(storage)): a single FIFO's written prefix; with partitions,
         # every slot (each partition fills from its own start; slicing would cost ~25 us a read)
-        readable = self._storage.max_size if self.partitions > 1 else int(slots.max()) + 1
-        self._storage._len = max(len(self._storage), readable)
+        readable = self.storage.max_size if self.partitions > 1 else int(slots.max()) + 1
+        set_storage_length(self.storage, max(len(self.storage), readable))
         self._write_count += len(values)
         return index
 

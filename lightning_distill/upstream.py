@@ -1,0 +1,116 @@
+"""Every use of another library's private API, in one place.
+
+Lightning, TorchRL and W&B offer no public hook for a few things this project needs (a
+``last.ckpt`` that is always the latest state, a CSV log that continues, a ``play`` subcommand,
+a replay writer that keeps partitions). Each private name used for them is either
+
+- a method overridden or called, listed in ``PRIVATE_METHODS`` with the parameters it must
+  still take, or
+- an attribute read or written, behind one function below.
+
+``tests/test_upstream.py`` checks both against the installed versions, so an upgrade that moves
+one fails a test named after it, not a run in the middle of training. ``pyproject.toml`` bounds
+each library below the next release this has not been checked with.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch
+
+#: class path -> (private method, the parameter names it must take), for the methods that the
+#: project's subclasses override or call.
+PRIVATE_METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "lightning.pytorch.cli.LightningCLI": (  # cli.LightningDistillCLI
+        ("_add_subcommands", ("self", "parser", "kwargs")),
+        ("_parse_ckpt_path", ("self",)),
+        ("_instantiate_trainer", ("self", "config", "callbacks")),
+        ("_set_seed", ("self",)),
+        ("_run_subcommand", ("self", "subcommand")),
+    ),
+    "lightning.pytorch.callbacks.ModelCheckpoint": (  # checkpointing.ModelCheckpoint
+        ("_save_last_checkpoint", ("self", "trainer", "monitor_candidates")),
+        ("_monitor_candidates", ("self", "trainer")),
+        ("_should_save_on_train_epoch_end", ("self", "trainer")),
+    ),
+    "lightning.pytorch.loggers.csv_logs.ExperimentWriter": (  # loggers._ContinuingWriter
+        ("_check_log_dir_exists", ("self",)),
+    ),
+    "torchrl.data.replay_buffers.writers.Writer": (  # replay.writer.PartitionWriter
+        ("_empty", ("self", "empty_write_count")),
+    ),
+    "torchrl.data.replay_buffers.storages.TensorStorage": (  # replay.writer.PartitionWriter
+        ("_set_last_cursor", ("self", "cursor")),
+    ),
+}
+
+
+def moved_private_methods() -> list[str]:
+    """``PRIVATE_METHODS`` entries the installed libraries no longer have as listed."""
+    moved = []
+    for class_path, methods in PRIVATE_METHODS.items():
+        module_name, _, class_name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        for name, params in methods:
+            method = getattr(cls, name, None)
+            if method is None:
+                moved.append(f"{class_path}.{name} is gone")
+            elif tuple(inspect.signature(method).parameters) != params:
+                moved.append(f"{class_path}.{name} now takes {tuple(inspect.signature(method).parameters)}, not {params}")
+    return moved
+
+
+# -- Lightning --------------------------------------------------------------------------------
+
+def add_subcommand(cli: Any, parser: Any, name: str, subparser: Any) -> None:
+    """Register ``subparser`` as subcommand ``name`` of a ``LightningCLI`` (its parser's
+    subcommands action, and the CLI's table of subcommand parsers)."""
+    cli._subcommand_parsers[name] = subparser
+    parser._subcommands_action.add_subcommand(name, subparser, help=subparser.description)
+
+
+def every_n_train_steps(callback: Any) -> int:
+    """A ``ModelCheckpoint``'s ``every_n_train_steps`` as it resolved the argument (0: off)."""
+    return int(callback._every_n_train_steps)
+
+
+def defers_save_until_validation(callback: Any) -> bool:
+    """Whether a ``ModelCheckpoint`` moved its step-interval saves to the next validation."""
+    return bool(callback._defer_save_until_validation)
+
+
+def started_experiment(logger: Any) -> Any | None:
+    """A logger's experiment (W&B run, CSV writer) if it was created, without creating it
+    (``logger.experiment`` would start a W&B run)."""
+    return logger._experiment
+
+
+def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
+    """The keyword arguments a ``WandbLogger`` will pass to ``wandb.init`` (editable)."""
+    return logger._wandb_init
+
+
+# -- TorchRL ----------------------------------------------------------------------------------
+
+def storage_tensors(storage: Any) -> Any:
+    """The TensorDict a ``TensorStorage`` keeps its data in (``None`` before the first write)."""
+    return storage._storage
+
+
+def writer_storage(writer: Any) -> Any:
+    """The storage a TorchRL ``Writer`` writes to (set by ``ReplayBuffer``)."""
+    return writer._storage
+
+
+def set_storage_length(storage: Any, length: int) -> None:
+    """Set how many leading slots a ``TensorStorage`` reports as written (``len(storage)``):
+    the partition writer, not the storage, knows which slots hold data."""
+    storage._len = int(length)
+
+
+def set_last_cursor(storage: Any, index: torch.Tensor) -> None:
+    """Record the slots written last (what ``TensorStorage.set`` does with ``set_cursor``)."""
+    storage._set_last_cursor(index)
