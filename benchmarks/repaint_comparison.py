@@ -3,7 +3,7 @@ target task with one or more teachers; writes the table of iterations ``K`` to t
 score, "pct. reduced" and final scores, and the learning curves.
 
     python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, both teachers, 3 seeds
-    python benchmarks/repaint_comparison.py report                # -> benchmarks/results/
+    python benchmarks/repaint_comparison.py report                # -> docs/results/
     python benchmarks/repaint_comparison.py run --pair cartpole --teachers cartpole --target 300
 
 Each teacher ``T`` is the config ``configs/repaint/<pair>_<T>.yaml`` (or ``<pair>.yaml`` when
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")
     parser.add_argument("--ylim", type=float, nargs=2, default=None)
     parser.add_argument("--out", type=Path, default=None, help="default: runs/repaint_<pair>")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--name", default=None, help="file name of the table and plot (default: repaint_<pair>)")
     args = parser.parse_args()
     args.out = args.out or ROOT / "runs" / f"repaint_{args.pair}"

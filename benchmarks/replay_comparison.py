@@ -4,7 +4,7 @@ each needs to reach 90% of each teacher.
 
     python benchmarks/replay_comparison.py run                    # 3 kinds x 3 seeds, ~3 min each
     python benchmarks/replay_comparison.py run --kinds hpr_p10 hpr_p15   # partition sensitivity
-    python benchmarks/replay_comparison.py report                 # -> benchmarks/results/
+    python benchmarks/replay_comparison.py report                 # -> docs/results/
 
 ``run`` skips runs that already finished and starts interrupted ones again from scratch, so it
 can be stopped and started again. Kinds:
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--updates", type=int, default=6000, help="a run is finished when it evaluated here")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "replay_comparison")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--name", default="replay_comparison", help="file name of the report's table and plot")
     args = parser.parse_args()
     run(args) if args.action == "run" else report(args)
