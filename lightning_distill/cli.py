@@ -86,6 +86,7 @@ class DistillCLI(LightningCLI):
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_callback=SaveConfigEverywhere,
             save_config_kwargs={"overwrite": False},
+            seed_everything_default=0,
             args=args,
             run=run,
         )
@@ -160,14 +161,20 @@ class DistillCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
-        unless the config names a progress bar or turns it off."""
+        unless the config names a progress bar or turns it off. A config that names no checkpoint
+        callback gets the project's ``ModelCheckpoint(save_last=True)``, so every run has a
+        ``last.ckpt`` to resume (Lightning's default keeps none)."""
+        from lightning.pytorch.callbacks import Checkpoint
         from lightning.pytorch.callbacks.progress import ProgressBar
 
         from lightning_distill.callbacks.progress import RLProgress
+        from lightning_distill.checkpointing import ModelCheckpoint
 
         configured = [*(config.get("callbacks") or []), *callbacks]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
             callbacks = [*callbacks, RLProgress()]
+        if config.get("enable_checkpointing") is not False and not any(isinstance(c, Checkpoint) for c in configured):
+            callbacks = [*callbacks, ModelCheckpoint(save_last=True)]
         return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
@@ -280,8 +287,8 @@ QUIET_WARNINGS = (
 )
 
 
-#: Lightning's lines about hardware this project never uses, and its advertisement for litlogger.
-QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud logging")
+#: Lightning's lines about hardware this project never uses, and its advertisements (litlogger, litmodels).
+QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud")
 
 
 def quiet_third_party_output() -> None:

@@ -9,6 +9,7 @@ import re
 import lightning.pytorch  # noqa: F401 - imported at collection: its log handler binds the session's stderr
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, csv_logger, one_line_error, run_cli
@@ -128,3 +129,23 @@ def test_an_interpolation_to_a_missing_key_is_one_line_naming_it(tmp_path, capsy
                       .replace("${model.init_args.method}", "${model.init_args.nope}"))
     line = one_line_error(capsys, "fit", "--config", str(config))
     assert line.startswith("error: config interpolation:") and "nope" in line
+
+
+def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_noise(tmp_path, monkeypatch, capfd,
+                                                                                     caplog):
+    monkeypatch.chdir(tmp_path)
+    run_cli("fit", "--model", "lightning_distill.modules.DQN", "--data", "lightning_distill.data.DQNDataModule",
+            "--data.init_args.task", "{id: CartPole-v1}", "--data.init_args.learning_starts", "32",
+            "--data.init_args.evaluation", "{episodes: 1}", "--trainer.max_steps", "20",
+            "--trainer.val_check_interval", "10", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false")
+    out, err = capfd.readouterr()
+    printed = out + err + caplog.text
+    for noise in ("Tip:", "litmodels", "No seed found"):
+        assert noise not in printed, noise
+    last = tmp_path / "runs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 20
+    run_cli("fit", "--model", "lightning_distill.modules.DQN", "--data", "lightning_distill.data.DQNDataModule",
+            "--data.init_args.task", "{id: CartPole-v1}", "--trainer.max_steps", "21", "--ckpt_path", "last",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+    assert torch.load(last, weights_only=True)["global_step"] == 21  # resumed into the same run
