@@ -49,13 +49,27 @@ def pipeline(args, tasks: list[Task], teachers: list[str]) -> tuple[float, float
             self.steps = trainer.datamodule.env_steps - self.steps0
 
     clock = Clock()
-    data = DistillDataModule(tasks, teachers, replay=UniformReplay(args.capacity), num_envs=args.num_envs,
-                             batch_size=args.batch_size, learning_starts=args.learning_starts,
-                             train_freq=args.train_freq, seed=0)
+    data = DistillDataModule(
+        tasks,
+        teachers,
+        replay=UniformReplay(args.capacity),
+        num_envs=args.num_envs,
+        batch_size=args.batch_size,
+        learning_starts=args.learning_starts,
+        train_freq=args.train_freq,
+        seed=0,
+    )
     model = Distillation(tasks=tasks, architecture="proposed", head_hidden=args.hidden, lr=args.lr)
-    trainer = pl.Trainer(max_steps=args.updates, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         max_epochs=-1, callbacks=[EpsilonSchedule(decay_steps=10_000), clock])
+    trainer = pl.Trainer(
+        max_steps=args.updates,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        max_epochs=-1,
+        callbacks=[EpsilonSchedule(decay_steps=10_000), clock],
+    )
     trainer.fit(model, datamodule=data)
     return clock.steps / clock.seconds, args.updates / clock.seconds
 
@@ -64,9 +78,9 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
     """The same work, written as one plain loop."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    teachers = [load_teacher(ref, task) for ref, task in zip(teacher_refs, tasks)]
+    teachers = [load_teacher(ref, task) for ref, task in zip(teacher_refs, tasks, strict=True)]
     student = make_student("proposed", tasks, args.hidden)
-    for extractor, teacher in zip(student.extractors, teachers):
+    for extractor, teacher in zip(student.extractors, teachers, strict=True):
         extractor.load_state_dict(teacher.network.features.state_dict())
     optimizer = torch.optim.RMSprop(student.parameters(), lr=args.lr, alpha=0.99, eps=1e-6)
     envs = [make_vec_env(t, args.num_envs, seed=1000 * i) for i, t in enumerate(tasks)]
@@ -80,7 +94,7 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
         for _ in range(args.train_freq):
             epsilon = max(0.1, 1.0 - 0.9 * env_steps / len(tasks) / 10_000)
             slots = (cursor + np.arange(args.num_envs)) % args.capacity
-            for i, (task, env) in enumerate(zip(tasks, envs)):
+            for i, (task, env) in enumerate(zip(tasks, envs, strict=True)):
                 with torch.inference_mode():
                     o = torch.as_tensor(obs[i])
                     greedy = student(o, i).argmax(dim=-1).numpy()
@@ -128,8 +142,10 @@ def main() -> None:
     tasks = [Task(f"MinAtar/{g}") for g in args.games]
     bundled = {entry["task"]: f"bundled:{name}" for name, entry in bundled_teachers().items()}
     teachers = [bundled[t.id] for t in tasks]
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}"
+    )
     ratios = []
     for r in range(args.rounds):  # the order alternates, so warm-up and drift hit both alike
         if r % 2 == 0:
@@ -139,8 +155,10 @@ def main() -> None:
             steps_m, updates_m = minimal_loop(args, tasks, teachers)
             steps_p, updates_p = pipeline(args, tasks, teachers)
         ratios.append(updates_p / updates_m)
-        print(f"round {r}: pipeline {steps_p:7.0f} env steps/s {updates_p:6.1f} updates/s | "
-              f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}")
+        print(
+            f"round {r}: pipeline {steps_p:7.0f} env steps/s {updates_p:6.1f} updates/s | "
+            f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}"
+        )
     print(f"median ratio (pipeline / minimal loop, updates/s): {statistics.median(ratios):.3f}")
 
 

@@ -22,9 +22,19 @@ from lightning_distill.tasks import Task
 def raw_env(task: Task, num_envs: int):
     """The same configuration AtariVecEnv uses, called directly."""
     return ale_py.AtariVectorEnv(
-        task.rom, num_envs, repeat_action_probability=0.0, noop_max=30, frameskip=4, stack_num=4,
-        img_height=84, img_width=84, grayscale=True, reward_clipping=False, episodic_life=False,
-        use_fire_reset=False, autoreset_mode="SameStep",
+        task.rom,
+        num_envs,
+        repeat_action_probability=0.0,
+        noop_max=30,
+        frameskip=4,
+        stack_num=4,
+        img_height=84,
+        img_width=84,
+        grayscale=True,
+        reward_clipping=False,
+        episodic_life=False,
+        use_fire_reset=False,
+        autoreset_mode="SameStep",
     )
 
 
@@ -54,8 +64,10 @@ def main() -> None:
     ours.close()
     raw.close()
     o, r = float(np.median(ours_sps)), float(np.median(raw_sps))
-    print(f"machine: {platform.processor() or platform.machine()}, {args.num_envs} envs, ALE/{args.game}, "
-          f"{args.steps} vector steps x {args.rounds} rounds (median)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {args.num_envs} envs, ALE/{args.game}, "
+        f"{args.steps} vector steps x {args.rounds} rounds (median)"
+    )
     print(f"raw ale_py AtariVectorEnv : {r:10.0f} agent steps/s")
     print(f"lightning_distill AtariVecEnv: {o:10.0f} agent steps/s")
     print(f"ratio ours/raw: {o / r:.3f}  (target >= 0.9)")

@@ -32,8 +32,10 @@ from lightning_distill.transfer_metric import iterations_to_target, pct_reduced 
 
 METHODS = ("baseline", "ks", "it", "repaint")
 #: the paper's Reacher rows (spec section 7): K per method and the final scores of KS / IT / REPAINT
-PAPER = {"similar": ("-7.4", "173", "51 (71%)", "97 (44%)", "42 (76%)", "-5.3 / -5.9 / -5.4"),
-         "different": ("-7.4", "173", "73 (58%)", "127 (27%)", "51 (71%)", "-6.9 / -6.4 / -5.2")}
+PAPER = {
+    "similar": ("-7.4", "173", "51 (71%)", "97 (44%)", "42 (76%)", "-5.3 / -5.9 / -5.4"),
+    "different": ("-7.4", "173", "73 (58%)", "127 (27%)", "51 (71%)", "-6.9 / -6.4 / -5.2"),
+}
 
 
 def config_path(pair: str, teacher: str) -> Path:
@@ -73,15 +75,32 @@ def run_one(args, name: str, teacher: str, seed: int) -> None:
     if (args.out / name).exists():
         shutil.rmtree(args.out / name)
     method = name.split("_")[0]
-    cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", str(config_path(args.pair, teacher)),
-           "--model.init_args.method", method, "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-           "--trainer.max_epochs", str(args.iterations), *csv_logger_args(args.out, name, version=0),
-           "--trainer.enable_progress_bar", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_distill",
+        "fit",
+        "--config",
+        str(config_path(args.pair, teacher)),
+        "--model.init_args.method",
+        method,
+        "--seed_everything",
+        str(seed),
+        "--data.init_args.seed",
+        str(seed),
+        "--trainer.max_epochs",
+        str(args.iterations),
+        *csv_logger_args(args.out, name, version=0),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     start = time.time()
     log = args.out / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:  # one thread per run: runs side by side do not fight over cores
-        code = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        code = subprocess.call(
+            cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"}
+        )
     print(f"{name}: exit {code} in {time.time() - start:.0f} s (log {log})", flush=True)
 
 
@@ -110,27 +129,38 @@ def mean_or_dash(values: list[float]) -> str:
 
 
 def report(args) -> None:
-    curves = {name: read_returns(metrics_path(args.out, name)) for name, _, _ in runs(args)
-              if metrics_path(args.out, name).exists()}
+    curves = {
+        name: read_returns(metrics_path(args.out, name))
+        for name, _, _ in runs(args)
+        if metrics_path(args.out, name).exists()
+    }
     curves = {name: c for name, c in curves.items() if len(c) >= args.iterations}  # finished runs only
-    finals = {name: statistics.mean([v for v in c[-args.final_window:] if not math.isnan(v)]) for name, c in curves.items()}
+    finals = {
+        name: statistics.mean([v for v in c[-args.final_window :] if not math.isnan(v)]) for name, c in curves.items()
+    }
     k = {name: iterations_to_target(c, args.target) for name, c in curves.items()}
     base = [k[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in k]
     base_reached = [x for x in base if x is not None]
     k_base = statistics.mean(base_reached) if base_reached else None
-    lines = [f"Iterations K until `train/return` (the moving average of the last training episodes) first reaches "
-             f"{args.target:g}; mean over the seeds that reached it, of the finished runs ({args.iterations} "
-             f"iterations each), pct. reduced = 1 - K / K_baseline in brackets. Final: mean `train/return` over the "
-             f"last {args.final_window} iterations, mean over seeds.", "",
-             "| teacher | target | K baseline | KS | IT | REPAINT | final baseline | final KS / IT / REPAINT |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Iterations K until `train/return` (the moving average of the last training episodes) first reaches "
+        f"{args.target:g}; mean over the seeds that reached it, of the finished runs ({args.iterations} "
+        f"iterations each), pct. reduced = 1 - K / K_baseline in brackets. Final: mean `train/return` over the "
+        f"last {args.final_window} iterations, mean over seeds.",
+        "",
+        "| teacher | target | K baseline | KS | IT | REPAINT | final baseline | final KS / IT / REPAINT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     final_base = mean_or_dash([finals[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in finals])
     for teacher in args.teachers:
         names = {m: [f"{m}_{teacher}_s{s}" for s in args.seeds if f"{m}_{teacher}_s{s}" in k] for m in METHODS[1:]}
         cells = [cell([k[n] for n in names[m]], k_base) for m in METHODS[1:]]
         final = " / ".join(mean_or_dash([finals[n] for n in names[m]]) for m in METHODS[1:])
-        lines.append(f"| {teacher} (ours) | {args.target:g} | {cell(base, None)} | " + " | ".join(cells)
-                     + f" | {final_base} | {final} |")
+        lines.append(
+            f"| {teacher} (ours) | {args.target:g} | {cell(base, None)} | "
+            + " | ".join(cells)
+            + f" | {final_base} | {final} |"
+        )
         if args.pair == "reacher" and teacher in PAPER:
             target, *paper_cells, paper_final = PAPER[teacher]
             lines.append(f"| {teacher} (paper) | {target} | " + " | ".join(paper_cells) + f" | - | {paper_final} |")
@@ -148,7 +178,7 @@ def plot(args, curves: dict[str, list[float]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(args.teachers), figsize=(5.5 * len(args.teachers), 3.8), squeeze=False)
-    for ax, teacher in zip(axes[0], args.teachers):
+    for ax, teacher in zip(axes[0], args.teachers, strict=True):
         for method in METHODS:
             names = [f"baseline_s{s}" if method == "baseline" else f"{method}_{teacher}_s{s}" for s in args.seeds]
             series = [curves[n] for n in names if n in curves]

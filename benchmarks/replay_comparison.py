@@ -32,9 +32,21 @@ THRESHOLD = 90.0  # % of teacher
 
 def command(kind: str, seed: int, out: Path) -> list[str]:
     config = "hpr" if kind.startswith("hpr") else kind
-    cmd = [sys.executable, "-m", "lightning_distill", "fit", "--config", f"configs/distill/minatar_{config}.yaml",
-           "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-           *csv_logger_args(out, f"{kind}_s{seed}", version=0), "--trainer.enable_checkpointing", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_distill",
+        "fit",
+        "--config",
+        f"configs/distill/minatar_{config}.yaml",
+        "--seed_everything",
+        str(seed),
+        "--data.init_args.seed",
+        str(seed),
+        *csv_logger_args(out, f"{kind}_s{seed}", version=0),
+        "--trainer.enable_checkpointing",
+        "false",
+    ]
     if kind.startswith("hpr_p"):
         cmd += ["--data.init_args.replay.init_args.partitions", kind.removeprefix("hpr_p")]
     return cmd
@@ -88,20 +100,30 @@ def summarise(values: list[int | None]) -> str:
 
 
 def report(args) -> None:
-    runs = {kind: [read_curves(metrics_path(args.out, kind, s)) for s in args.seeds
-                   if metrics_path(args.out, kind, s).exists()] for kind in args.kinds}
+    runs = {
+        kind: [
+            read_curves(metrics_path(args.out, kind, s)) for s in args.seeds if metrics_path(args.out, kind, s).exists()
+        ]
+        for kind in args.kinds
+    }
     runs = {kind: curves for kind, curves in runs.items() if curves}
     games = [g for g in next(iter(runs.values()))[0] if g != "geomean"] + ["geomean"]
     args.results.mkdir(parents=True, exist_ok=True)
-    lines = [f"Updates to reach {THRESHOLD:.0f}% of the teacher: the first evaluation at or above it (mean over "
-             f"the seeds that reached it; evaluations every 500 updates, 32 episodes each). Then the mean "
-             f"% of teacher over all evaluations, and at the last one (means over seeds).", "",
-             "| replay | seeds | " + " | ".join(games) + " |", "|---|---|" + "---|" * len(games)]
+    lines = [
+        f"Updates to reach {THRESHOLD:.0f}% of the teacher: the first evaluation at or above it (mean over "
+        f"the seeds that reached it; evaluations every 500 updates, 32 episodes each). Then the mean "
+        f"% of teacher over all evaluations, and at the last one (means over seeds).",
+        "",
+        "| replay | seeds | " + " | ".join(games) + " |",
+        "|---|---|" + "---|" * len(games),
+    ]
     for kind, curves in runs.items():
         cells = [summarise([updates_to_reach(c.get(g, {})) for c in curves]) for g in games]
         lines.append(f"| {kind} | {len(curves)} | " + " | ".join(cells) + " |")
-    for title, summary in (("mean % of teacher over all evaluations (area under the curve)", statistics.mean),
-                           ("% of teacher at the last evaluation", lambda values: values[-1])):
+    for title, summary in (
+        ("mean % of teacher over all evaluations (area under the curve)", statistics.mean),
+        ("% of teacher at the last evaluation", lambda values: values[-1]),
+    ):
         lines += ["", f"| replay: {title} | " + " | ".join(games) + " |", "|---|" + "---|" * len(games)]
         for kind, curves in runs.items():
             cells = []
@@ -122,7 +144,7 @@ def plot(runs: dict, games: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(games), figsize=(4 * len(games), 3.4), sharex=True)
-    for ax, game in zip(axes, games):
+    for ax, game in zip(axes, games, strict=True):
         for kind, curves in runs.items():
             updates = sorted(set.intersection(*(set(c.get(game, {})) for c in curves)))
             values = [[c[game][u] for c in curves] for u in updates]

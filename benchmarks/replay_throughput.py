@@ -37,11 +37,14 @@ GAMES = ["Breakout", "Freeway", "SpaceInvaders", "Seaquest"]
 
 
 def entries(n: int, rng: np.random.Generator) -> TensorDict:
-    return TensorDict({
-        "obs": torch.from_numpy(rng.integers(0, 2, (n, 4, 10, 10), dtype=np.uint8)),
-        "q_teacher": torch.from_numpy(rng.normal(size=(n, 6)).astype(np.float32)),
-        "value": torch.from_numpy(rng.uniform(0, 1, n).astype(np.float32)),
-    }, batch_size=[n])
+    return TensorDict(
+        {
+            "obs": torch.from_numpy(rng.integers(0, 2, (n, 4, 10, 10), dtype=np.uint8)),
+            "q_teacher": torch.from_numpy(rng.normal(size=(n, 6)).astype(np.float32)),
+            "value": torch.from_numpy(rng.uniform(0, 1, n).astype(np.float32)),
+        },
+        batch_size=[n],
+    )
 
 
 def fill(buffer, total: int, seed: int) -> None:
@@ -80,14 +83,23 @@ def main() -> None:
     from lightning_distill.tasks import Task
 
     total = args.partitions * args.capacity
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; memory of {args.partitions} x {args.capacity:,} = {total:,} experiences")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}; memory of {args.partitions} x {args.capacity:,} = {total:,} experiences"
+    )
     task, batch = Task("MinAtar/Breakout"), max(args.batch_sizes)
     torchrl_uniform = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"), sampler=RandomSampler())
     uniform = TaskMemory(UniformReplay(total).make_buffer(task, None, batch), task, batch, 1)
-    hpr = TaskMemory(partitioned_buffer(
-        PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
-        HierarchicalSampler(args.partitions, args.capacity, sort_every=args.sort_every, seed=0), batch), task, batch, 1)
+    hpr = TaskMemory(
+        partitioned_buffer(
+            PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
+            HierarchicalSampler(args.partitions, args.capacity, sort_every=args.sort_every, seed=0),
+            batch,
+        ),
+        task,
+        batch,
+        1,
+    )
     t0 = time.perf_counter()
     for buffer in (torchrl_uniform, uniform.buffer, hpr.buffer):
         fill(buffer, total, 0)
@@ -100,13 +112,16 @@ def main() -> None:
     t0 = time.perf_counter()
     sampler.sort_ranks()
     sort_ms = (time.perf_counter() - t0) * 1e3
-    print(f"one re-sort of the rank order: {sort_ms:.1f} ms (every {args.sort_every} minibatches: "
-          f"{sort_ms * 1e3 / args.sort_every:.1f} us each)")
+    print(
+        f"one re-sort of the rank order: {sort_ms:.1f} ms (every {args.sort_every} minibatches: "
+        f"{sort_ms * 1e3 / args.sort_every:.1f} us each)"
+    )
     try:
         from torchrl.data import PrioritizedSampler
 
-        torchrl_prioritized = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"),
-                                           sampler=PrioritizedSampler(total, alpha=0.7, beta=0.5))
+        torchrl_prioritized = ReplayBuffer(
+            storage=LazyTensorStorage(total, device="cpu"), sampler=PrioritizedSampler(total, alpha=0.7, beta=0.5)
+        )
         fill(torchrl_prioritized, total, 0)
     except Exception as exc:  # the compiled extension is missing
         torchrl_prioritized = None
@@ -125,16 +140,21 @@ def main() -> None:
     results: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for batch_size in args.batch_sizes:
-            kinds = {"torchrl uniform": lambda: torchrl_uniform.sample(batch_size),
-                     "our uniform": lambda: memory_step(uniform, batch_size),
-                     "H-PR": lambda: memory_step(hpr, batch_size)}
+            # each callable binds this round's batch size (b=batch_size): it runs inside this iteration
+            kinds = {
+                "torchrl uniform": lambda b=batch_size: torchrl_uniform.sample(b),
+                "our uniform": lambda b=batch_size: memory_step(uniform, b),
+                "H-PR": lambda b=batch_size: memory_step(hpr, b),
+            }
             if torchrl_prioritized is not None:
-                kinds["torchrl prioritized"] = lambda: torchrl_prioritized_step(batch_size)
+                kinds["torchrl prioritized"] = lambda b=batch_size: torchrl_prioritized_step(b)
             for name, fn in kinds.items():
                 results.setdefault((name, batch_size), []).append(time_per_call(fn, args.calls))
     print(f"\none distillation update (4 MinAtar tasks x 32, 256/128 student): {update_time * 1e3:.2f} ms")
-    print(f"{'batch':>5} {'kind':<20} {'us/minibatch':>13} {'minibatches/s':>14} {'x torchrl uniform':>18} "
-          f"{'4 tasks / update':>17}")
+    print(
+        f"{'batch':>5} {'kind':<20} {'us/minibatch':>13} {'minibatches/s':>14} {'x torchrl uniform':>18} "
+        f"{'4 tasks / update':>17}"
+    )
     for batch_size in args.batch_sizes:
         base = statistics.median(results[("torchrl uniform", batch_size)])
         for (name, size), times in results.items():
@@ -156,8 +176,9 @@ def distillation_update_time(calls: int) -> float:
     batches = [(torch.rand(32, *t.obs_shape).round(), torch.randn(32, t.num_actions)) for t in tasks]
 
     def update():
-        loss = sum(distillation_loss(student(obs, i), q, "kl", 0.01, torch.ones(32)).loss
-                   for i, (obs, q) in enumerate(batches))
+        loss = sum(
+            distillation_loss(student(obs, i), q, "kl", 0.01, torch.ones(32)).loss for i, (obs, q) in enumerate(batches)
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

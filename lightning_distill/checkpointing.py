@@ -25,7 +25,9 @@ from lightning_distill.upstream import defers_save_until_validation, every_n_tra
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to a hidden temporary file beside the target, ``fsync``, then rename."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
+    ) -> None:
         if "://" in str(path):  # remote storage: fsspec's transaction is the atomic path there
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_save(checkpoint, Path(path))
@@ -83,13 +85,19 @@ class ModelCheckpoint(LightningModelCheckpoint):
 
     def _write_last(self, trainer: pl.Trainer) -> None:
         """``last.ckpt`` at this step, unless it is already written or this is no training step."""
-        if (not self.save_last or trainer.sanity_checking or bool(trainer.fast_dev_run)
-                or trainer.state.fn != "fit" or self._last_step_written == trainer.global_step):
+        if (
+            not self.save_last
+            or trainer.sanity_checking
+            or bool(trainer.fast_dev_run)
+            or trainer.state.fn != "fit"
+            or self._last_step_written == trainer.global_step
+        ):
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         every = every_n_train_steps(self)
         if every >= 1 and trainer.global_step % every == 0 and not defers_save_until_validation(self):

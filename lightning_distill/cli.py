@@ -15,12 +15,12 @@ from typing import Any
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_distill.upstream import add_subcommand
 from lightning_distill.checkpointing import find_last_checkpoint
 from lightning_distill.data.base import RLDataModule
 from lightning_distill.errors import ConfigError
 from lightning_distill.modules.base import RLModule
 from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
+from lightning_distill.upstream import add_subcommand
 
 DEFAULT_RUN_DIR = "runs"
 #: omegaconf+: ${...} interpolation in configs, resolved after the command line's overrides (so a
@@ -105,8 +105,9 @@ class DistillCLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         from lightning_distill.play import add_play_arguments
 
-        play_parser = ArgumentParser(description="Watch a checkpoint play: returns per episode, and a video.",
-                                     **PARSER_KWARGS)
+        play_parser = ArgumentParser(
+            description="Watch a checkpoint play: returns per episode, and a video.", **PARSER_KWARGS
+        )
         add_play_arguments(play_parser)
         add_subcommand(self, parser, "play", play_parser)
 
@@ -252,16 +253,20 @@ def check_accelerator(accelerator: Any, devices: Any) -> None:
     name = accelerator.lower()
     if name in ("gpu", "cuda") and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
-        raise ConfigError(f"trainer.accelerator {accelerator!r} needs a GPU, but torch ({torch.__version__}, {build}) "
-                          "sees none here; use --trainer.accelerator cpu (or auto)")
+        raise ConfigError(
+            f"trainer.accelerator {accelerator!r} needs a GPU, but torch ({torch.__version__}, {build}) "
+            "sees none here; use --trainer.accelerator cpu (or auto)"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"trainer.accelerator {accelerator!r} is not available here; use --trainer.accelerator cpu")
     if name in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         available = torch.cuda.device_count()
         wanted = devices if isinstance(devices, int) else len(devices) if isinstance(devices, (list, tuple)) else None
         if isinstance(wanted, int) and wanted > available:
-            raise ConfigError(f"trainer.devices {devices!r} asks for {wanted} GPUs, this machine has {available}; "
-                              f"use --trainer.devices {available} (or fewer)")
+            raise ConfigError(
+                f"trainer.devices {devices!r} asks for {wanted} GPUs, this machine has {available}; "
+                f"use --trainer.devices {available} (or fewer)"
+            )
 
 
 #: A run keeps its config, metrics and checkpoints together in runs/<name>/version_<n>/.
@@ -300,7 +305,8 @@ def quiet_third_party_output() -> None:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not record.getMessage().startswith(QUIET_LINES))
+        lambda record: not record.getMessage().startswith(QUIET_LINES)
+    )
 
 
 def check_config_files(args: list[str]) -> None:
@@ -346,8 +352,10 @@ def alias_legacy_callbacks() -> None:
             raise AttributeError(f"module 'callbacks' has no attribute {name!r}")
         if name not in warned:  # once, as one line: the parser resolves a class path several times
             warned.add(name)
-            print(f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config",
-                  file=sys.stderr)
+            print(
+                f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config",
+                file=sys.stderr,
+            )
         return getattr(moved, name)
 
     alias.__getattr__ = resolve  # type: ignore[method-assign]

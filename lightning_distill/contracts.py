@@ -9,7 +9,8 @@ offered by some only, and checked with ``isinstance`` where a component works wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from lightning_distill.evaluation import EvalBudget

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class ConfigError(ValueError):
@@ -38,8 +38,15 @@ def _is_interpolation_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("omegaconf")
 
 
-_NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value",
-          "Not a valid subclass of", "Subclass types expect one of")
+_NOISE = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Expected a <class 'NoneType'>",
+    "Given value",
+    "Not a valid subclass of",
+    "Subclass types expect one of",
+)
 
 
 def summarize_parser_error(message: str) -> str:
@@ -74,7 +81,6 @@ def suggest_trainer_keys(message: str) -> str:
 def one_line_errors() -> Iterator[None]:
     """Print bad-input errors as ``error: <one line>`` on stderr and exit with status 2."""
     from jsonargparse import ArgumentError
-
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
@@ -83,7 +89,7 @@ def one_line_errors() -> Iterator[None]:
         _finish_wandb_run()
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    except Exception as exc:  # noqa: BLE001 - re-raised below unless it is bad input
+    except Exception as exc:
         _finish_wandb_run()
         cause = _cause_in(exc, lambda e: isinstance(e, ConfigError))
         interpolation = _cause_in(exc, _is_interpolation_error)
@@ -108,5 +114,5 @@ def _finish_wandb_run() -> None:
     if wandb is not None and getattr(wandb, "run", None) is not None:
         try:
             wandb.run.finish(exit_code=1)
-        except Exception:  # noqa: BLE001 - the error being reported matters more
+        except Exception:
             pass

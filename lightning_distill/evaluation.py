@@ -8,8 +8,9 @@ the returns of the episodes that *completed* within the budget.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -47,7 +48,9 @@ class EvalBudget:
         if self.episodes is None:  # as written before ``auto``
             self.episodes = "auto"
         if self.episodes != "auto" and self.steps is not None:
-            raise ConfigError(f"evaluation: set episodes or steps, not both (episodes={self.episodes}, steps={self.steps})")
+            raise ConfigError(
+                f"evaluation: set episodes or steps, not both (episodes={self.episodes}, steps={self.steps})"
+            )
         for key in ("episodes", "steps", "num_envs"):
             value = getattr(self, key)
             if isinstance(value, int) and value < 1:
@@ -71,7 +74,7 @@ class EvalResult:
     returns: list[float] = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_returns(cls, returns: list[float]) -> "EvalResult":
+    def from_returns(cls, returns: list[float]) -> EvalResult:
         if not returns:
             return cls(math.nan, math.nan, 0, [])
         arr = np.asarray(returns, dtype=np.float64)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -118,11 +119,21 @@ class WandbLogger(LightningWandbLogger):
     W&B's own console lines are silenced (``settings.silent``); the logger prints one line that
     says where the run is. A resumed run passes its stored ``id`` and continues that W&B run."""
 
-    def __init__(self, name: str | None = None, save_dir: str | os.PathLike = ".", version: str | None = None,
-                 offline: bool = False, dir: str | os.PathLike | None = None, id: str | None = None,
-                 anonymous: bool | None = None, project: str | None = None,
-                 log_model: Literal["all"] | bool = False, prefix: str = "", checkpoint_name: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        save_dir: str | os.PathLike = ".",
+        version: str | None = None,
+        offline: bool = False,
+        dir: str | os.PathLike | None = None,
+        id: str | None = None,
+        anonymous: bool | None = None,
+        project: str | None = None,
+        log_model: Literal["all"] | bool = False,
+        prefix: str = "",
+        checkpoint_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.mode = wandb_mode(offline)
         if self.mode == "offline" and log_model:
             raise ConfigError(f"WandbLogger log_model={log_model!r} needs an online run (WANDB_MODE={self.mode})")
@@ -130,9 +141,21 @@ class WandbLogger(LightningWandbLogger):
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
         kwargs.setdefault("settings", {"silent": True})
         os.makedirs(dir or save_dir, exist_ok=True)  # W&B looks for the git root from there
-        super().__init__(name=name, save_dir=save_dir, version=version, offline=False, dir=dir, id=id,
-                         anonymous=anonymous, project=project, log_model=log_model, prefix=prefix,
-                         checkpoint_name=checkpoint_name, mode=self.mode, **kwargs)
+        super().__init__(
+            name=name,
+            save_dir=save_dir,
+            version=version,
+            offline=False,
+            dir=dir,
+            id=id,
+            anonymous=anonymous,
+            project=project,
+            log_model=log_model,
+            prefix=prefix,
+            checkpoint_name=checkpoint_name,
+            mode=self.mode,
+            **kwargs,
+        )
         if anonymous is None:  # W&B warns about the key even when it is None
             wandb_init_kwargs(self).pop("anonymous", None)
         self._announced = False
@@ -143,8 +166,10 @@ class WandbLogger(LightningWandbLogger):
             return super().experiment
         except Exception as exc:  # no account, no network, a bad entity: say so in one line
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"W&B could not start an {self.mode} run ({reason}); set WANDB_MODE=offline to "
-                              "log locally and `wandb sync` later, or WANDB_MODE=disabled") from None
+            raise ConfigError(
+                f"W&B could not start an {self.mode} run ({reason}); set WANDB_MODE=offline to "
+                "log locally and `wandb sync` later, or WANDB_MODE=disabled"
+            ) from None
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """Lightning's, then one line that says where the run is: here, once the run has set up

@@ -14,7 +14,8 @@ fully connected layers between the features and the outputs.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +24,9 @@ from lightning_distill.errors import ConfigError
 from lightning_distill.tasks import Task
 
 
-def linear_layers(in_features: int, widths: Sequence[int], activation: type[nn.Module] = nn.ReLU
-                  ) -> tuple[list[nn.Module], int]:
+def linear_layers(
+    in_features: int, widths: Sequence[int], activation: type[nn.Module] = nn.ReLU
+) -> tuple[list[nn.Module], int]:
     """``[Linear, activation]`` for each width (the hidden layers every MLP here is made of), and
     the width that comes out. Module order fixes state-dict keys: checkpoints depend on it."""
     layers: list[nn.Module] = []
@@ -40,9 +42,12 @@ class NatureConv(nn.Module):
     def __init__(self, in_channels: int = 4) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.out_features = 3136
@@ -105,8 +110,10 @@ def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
         return {"hidden": list(encoder.hidden), "activation": encoder.activation}
     if isinstance(encoder, (NatureConv, MinAtarConv)):
         return {}
-    raise ConfigError(f"no known layout for a feature extractor of type {type(encoder).__name__}; "
-                      "known: NatureConv, MinAtarConv, MLPEncoder")
+    raise ConfigError(
+        f"no known layout for a feature extractor of type {type(encoder).__name__}; "
+        "known: NatureConv, MinAtarConv, MLPEncoder"
+    )
 
 
 def encoder_from_spec(task: Task, spec: dict[str, Any]) -> nn.Module:
@@ -140,8 +147,9 @@ class QNetwork(nn.Module):
         return self.head(self.features(obs))
 
 
-def make_q_network(task: Task, head_hidden: Sequence[int] | None = None,
-                   extractor_hidden: Sequence[int] = (64, 64)) -> QNetwork:
+def make_q_network(
+    task: Task, head_hidden: Sequence[int] | None = None, extractor_hidden: Sequence[int] = (64, 64)
+) -> QNetwork:
     """Nature DQN for Atari, the MinAtar DQN, or an MLP Q-network, by the task's backend."""
     if not task.discrete:
         raise ConfigError(f"a Q-network needs discrete actions; task {task.id!r} is continuous")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -23,20 +23,28 @@ def add_play_arguments(parser) -> None:
 
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="A YAML file with these keys.")
     parser.add_argument("--ckpt_path", type=str, required=True, help="Checkpoint written by fit.")
-    parser.add_argument("--task", type=Optional[str], default=None,
-                        help="Task id to play, required when the checkpoint serves several.")
+    parser.add_argument(
+        "--task", type=str | None, default=None, help="Task id to play, required when the checkpoint serves several."
+    )
     parser.add_argument("--episodes", type=int, default=3, help="Episodes to play.")
     parser.add_argument("--epsilon", type=float, default=EVAL_EPSILON, help="Epsilon-greedy exploration.")
-    parser.add_argument("--video", type=Optional[str], default=None, help="Write a video: out.gif or out.mp4.")
+    parser.add_argument("--video", type=str | None, default=None, help="Write a video: out.gif or out.mp4.")
     parser.add_argument("--fps", type=int, default=30, help="Video frames per second.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the environment and of exploration.")
     for key in FIT_CONFIG_KEYS:
-        parser.add_argument(f"--{key}", type=Optional[Any], default=None, help="Ignored (from a fit config).")
+        parser.add_argument(f"--{key}", type=Any | None, default=None, help="Ignored (from a fit config).")
 
 
 def play_from_config(cfg) -> EvalResult:
-    return play(cfg.ckpt_path, task=cfg.task, episodes=cfg.episodes, epsilon=cfg.epsilon,
-                video=cfg.video, fps=cfg.fps, seed=cfg.seed)
+    return play(
+        cfg.ckpt_path,
+        task=cfg.task,
+        episodes=cfg.episodes,
+        epsilon=cfg.epsilon,
+        video=cfg.video,
+        fps=cfg.fps,
+        seed=cfg.seed,
+    )
 
 
 def play(
@@ -62,8 +70,15 @@ def play(
     index = agent.task_index(task)
     the_task = agent.tasks[index]
     frames: list[np.ndarray] = []
-    result = evaluate(agent.policy(index), the_task, episodes=episodes, epsilon=epsilon, num_envs=1,
-                      seed=seed, on_frame=frames.append if video else None)
+    result = evaluate(
+        agent.policy(index),
+        the_task,
+        episodes=episodes,
+        epsilon=epsilon,
+        num_envs=1,
+        seed=seed,
+        on_frame=frames.append if video else None,
+    )
     for n, ret in enumerate(result.returns, start=1):
         print_fn(f"{the_task.id} episode {n}: return {ret:g}")
     print_fn(f"{the_task.id} mean return over {result.count} episodes: {result.mean:g} (std {result.std:g})")

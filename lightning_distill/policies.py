@@ -13,8 +13,8 @@ usual PPO layout for control, and Stable-Baselines3's ``MlpPolicy``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ class ActionDist:
             return -(log_p.exp() * log_p).sum(dim=-1)
         return (self.log_std + 0.5 * (LOG_2PI + 1.0)).sum(dim=-1).expand(self.mean.shape[0])
 
-    def cross_entropy_from(self, teacher: "ActionDist") -> torch.Tensor:
+    def cross_entropy_from(self, teacher: ActionDist) -> torch.Tensor:
         """``H(pi_T || pi_theta) = -E_{a~pi_T} log pi_theta(a|s)`` per sample, [B]; ``self`` is pi_theta.
 
         Gaussians, per dimension: ``log sigma_S + log(2 pi)/2 + (sigma_T^2 + (mu_T - mu_S)^2) / (2 sigma_S^2)``.
@@ -93,9 +93,15 @@ class ActorCritic(nn.Module):
             learned), 0.0 = std 1.
     """
 
-    def __init__(self, task: Task, extractor_hidden: Sequence[int] = (64, 64),
-                 critic_hidden: Sequence[int] | None = None, activation: str = "tanh",
-                 head_hidden: Sequence[int] = (), log_std_init: float = 0.0) -> None:
+    def __init__(
+        self,
+        task: Task,
+        extractor_hidden: Sequence[int] = (64, 64),
+        critic_hidden: Sequence[int] | None = None,
+        activation: str = "tanh",
+        head_hidden: Sequence[int] = (),
+        log_std_init: float = 0.0,
+    ) -> None:
         super().__init__()
         if activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {activation!r}")
@@ -103,8 +109,9 @@ class ActorCritic(nn.Module):
         self.shared = len(task.obs_shape) > 1  # images: one extractor for both heads
         critic_hidden = extractor_hidden if critic_hidden is None else critic_hidden
         self.actor_features = make_encoder(task, tuple(extractor_hidden), activation)
-        self.critic_features = (self.actor_features if self.shared
-                                else make_encoder(task, tuple(critic_hidden), activation))
+        self.critic_features = (
+            self.actor_features if self.shared else make_encoder(task, tuple(critic_hidden), activation)
+        )
         width = self.actor_features.out_features
         trunk, width = linear_layers(width, tuple(head_hidden) if self.shared else ())
         self.trunk = nn.Sequential(*trunk)

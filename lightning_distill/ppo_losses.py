@@ -52,8 +52,9 @@ def gae(
     return advantage
 
 
-def clipped_surrogate(log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, advantage: torch.Tensor,
-                      clip: float = 0.2) -> torch.Tensor:
+def clipped_surrogate(
+    log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, advantage: torch.Tensor, clip: float = 0.2
+) -> torch.Tensor:
     """``E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)]`` with ``rho = exp(log_prob - behaviour_log_prob)``.
 
     ``behaviour_log_prob`` is the log-probability of the stored action under the policy that
@@ -68,8 +69,9 @@ def kickstarting_loss(student: ActionDist, teacher: ActionDist) -> torch.Tensor:
     return student.cross_entropy_from(teacher).mean()
 
 
-def select_by_advantage(advantage: torch.Tensor, zeta: float | None = 0.0,
-                        top_fraction: float | None = None) -> torch.Tensor:
+def select_by_advantage(
+    advantage: torch.Tensor, zeta: float | None = 0.0, top_fraction: float | None = None
+) -> torch.Tensor:
     """Indices of the teacher samples to keep: ``A_t >= zeta``, or the ``ceil(X N)`` largest
     advantages when ``top_fraction`` = X is set (the spec's two rules; exactly one applies)."""
     flat = advantage.reshape(-1)
@@ -83,8 +85,9 @@ def select_by_advantage(advantage: torch.Tensor, zeta: float | None = 0.0,
     return torch.nonzero(flat >= zeta, as_tuple=False).squeeze(-1)
 
 
-def kickstarting_weight(iteration: int, beta_0: float, schedule: str = "exponential", decay: float = 0.95,
-                        iterations: int = 100) -> float:
+def kickstarting_weight(
+    iteration: int, beta_0: float, schedule: str = "exponential", decay: float = 0.95, iterations: int = 100
+) -> float:
     """``beta_k``: ``beta_0 * decay^k`` (exponential) or ``beta_0 * max(0, 1 - k / iterations)`` (linear)."""
     if schedule == "exponential":
         return beta_0 * decay**iteration

@@ -16,8 +16,9 @@ The Reacher terms are gymnasium's own (``info["reward_dist"]``, ``info["reward_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -48,10 +49,12 @@ def _cartpole_centered(obs: np.ndarray, env_reward: float, info: dict[str, Any])
 
 REWARD_VARIANTS: dict[str, RewardVariant] = {
     "cartpole_centered": RewardVariant("CartPole", _cartpole_centered, "1 - |x| / 2.4"),
-    "reacher_similar": RewardVariant("Reacher", _info_terms(reward_dist=1.0, reward_ctrl=3.0),
-                                     "reward_dist + 3 * reward_ctrl"),
-    "reacher_different": RewardVariant("Reacher", _info_terms(reward_dist=1.0, reward_ctrl=-1.0),
-                                       "reward_dist - reward_ctrl"),
+    "reacher_similar": RewardVariant(
+        "Reacher", _info_terms(reward_dist=1.0, reward_ctrl=3.0), "reward_dist + 3 * reward_ctrl"
+    ),
+    "reacher_different": RewardVariant(
+        "Reacher", _info_terms(reward_dist=1.0, reward_ctrl=-1.0), "reward_dist - reward_ctrl"
+    ),
 }
 
 
@@ -62,7 +65,9 @@ def check_reward_variant(name: str, env_id: str) -> None:
     prefix = REWARD_VARIANTS[name].env_prefix
     if not env_id.startswith(prefix):
         valid = sorted(n for n, v in REWARD_VARIANTS.items() if env_id.startswith(v.env_prefix))
-        raise ConfigError(f"reward variant {name!r} is for {prefix} tasks, not {env_id!r}; valid here: {valid or 'none'}")
+        raise ConfigError(
+            f"reward variant {name!r} is for {prefix} tasks, not {env_id!r}; valid here: {valid or 'none'}"
+        )
 
 
 class VariantReward(gymnasium.Wrapper):

@@ -40,20 +40,28 @@ def load_checkpoint_dict(path: str | Path, flag: str = "--ckpt_path") -> dict[st
     path = Path(path)
     flag = f"{flag} " if flag else ""
     if not path.is_file():
-        raise CheckpointError(f"{flag}{str(path)!r} is not a file; give a checkpoint "
-                              "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's")
+        raise CheckpointError(
+            f"{flag}{str(path)!r} is not a file; give a checkpoint "
+            "(runs/<name>/version_<n>/checkpoints/last.ckpt) or 'last' for the newest run's"
+        )
     try:
         state = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except pickle.UnpicklingError as exc:  # a whole file, but a pickle that would run code
         reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
-        raise CheckpointError(f"{flag}{str(path)!r} holds objects that are not plain data ({reason}); "
-                              "give a .ckpt written by lightning_distill fit") from None
+        raise CheckpointError(
+            f"{flag}{str(path)!r} holds objects that are not plain data ({reason}); "
+            "give a .ckpt written by lightning_distill fit"
+        ) from None
     except Exception:  # torch's own message here is about its serialization internals
-        raise CheckpointError(f"{flag}{str(path)!r} is not a readable checkpoint: it is truncated or not a file "
-                              "torch.save wrote; give a .ckpt written by lightning_distill fit") from None
+        raise CheckpointError(
+            f"{flag}{str(path)!r} is not a readable checkpoint: it is truncated or not a file "
+            "torch.save wrote; give a .ckpt written by lightning_distill fit"
+        ) from None
     if not isinstance(state, dict) or "state_dict" not in state:
-        raise CheckpointError(f"{flag}{str(path)!r} is not a Lightning checkpoint (no 'state_dict'); "
-                              "give a .ckpt written by lightning_distill fit")
+        raise CheckpointError(
+            f"{flag}{str(path)!r} is not a Lightning checkpoint (no 'state_dict'); "
+            "give a .ckpt written by lightning_distill fit"
+        )
     return state
 
 
@@ -66,8 +74,12 @@ def read_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> Checkpoint:
     hparams = dict(state.get("hyper_parameters") or {})
     if "class_path" in meta:  # names and types of earlier releases, upgraded
         hparams = module_class(meta["class_path"]).upgrade_hparams(hparams)
-    return Checkpoint(path=Path(path), global_step=int(state.get("global_step", 0)),
-                      hyper_parameters=hparams, run=dict(meta.get("run") or {}))
+    return Checkpoint(
+        path=Path(path),
+        global_step=int(state.get("global_step", 0)),
+        hyper_parameters=hparams,
+        run=dict(meta.get("run") or {}),
+    )
 
 
 @dataclass
@@ -96,17 +108,28 @@ def plan_continuation(checkpoint: Checkpoint, save_dir: str | Path, name: str) -
     if run_dir is None:
         return Continuation(version=None, note=f"{checkpoint.path} is not in {Path(save_dir, name)}/: a new run")
     shown = Path(save_dir, name, run_dir.name)  # as the config names it
-    newer = [p for p in (run_dir / "checkpoints").glob("last*.ckpt")
-             if p.resolve() != checkpoint.path.resolve() and _step_of(p) > checkpoint.global_step]
+    newer = [
+        p
+        for p in (run_dir / "checkpoints").glob("last*.ckpt")
+        if p.resolve() != checkpoint.path.resolve() and _step_of(p) > checkpoint.global_step
+    ]
     if newer:
-        return Continuation(version=None, note=(
-            f"{checkpoint.path} (update {checkpoint.global_step}) is older than {shown / 'checkpoints' / newer[0].name} "
-            f"(update {_step_of(newer[0])}): resuming into a new run, {shown} is left as it is"))
+        return Continuation(
+            version=None,
+            note=(
+                f"{checkpoint.path} (update {checkpoint.global_step}) is older than "
+                f"{shown / 'checkpoints' / newer[0].name} (update {_step_of(newer[0])}): "
+                f"resuming into a new run, {shown} is left as it is"
+            ),
+        )
     match = re.fullmatch(r"version_(\d+)", run_dir.name)
-    return Continuation(version=int(match.group(1)) if match else run_dir.name,
-                        metrics_rows=checkpoint.run.get("metrics_rows"), metrics_step=checkpoint.run.get("metrics_step"),
-                        wandb_id=checkpoint.run.get("wandb_id"),
-                        note=f"continuing {shown} from update {checkpoint.global_step}")
+    return Continuation(
+        version=int(match.group(1)) if match else run_dir.name,
+        metrics_rows=checkpoint.run.get("metrics_rows"),
+        metrics_step=checkpoint.run.get("metrics_step"),
+        wandb_id=checkpoint.run.get("wandb_id"),
+        note=f"continuing {shown} from update {checkpoint.global_step}",
+    )
 
 
 def _step_of(path: Path) -> int:

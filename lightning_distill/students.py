@@ -18,7 +18,8 @@ The shared extractor of DIST and AMN sees every task's input, zero-padded to the
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,12 +53,12 @@ def padded_shape(tasks: Sequence[Task]) -> tuple[int, ...]:
             + ", ".join(f"{t.id} {tuple(t.obs_shape)}" for t in tasks)
             + " - use architecture: proposed, which keeps one extractor per task"
         )
-    return tuple(max(dims) for dims in zip(*shapes))
+    return tuple(max(dims) for dims in zip(*shapes, strict=True))
 
 
 def pad_obs(obs: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Zero-pad a batch of observations at the end of each dimension up to ``shape``."""
-    missing = [target - have for target, have in zip(shape, obs.shape[1:])]
+    missing = [target - have for target, have in zip(shape, obs.shape[1:], strict=True)]
     if not any(missing):
         return obs
     pad: list[int] = []
@@ -157,8 +158,11 @@ def make_student(
         raise ConfigError(f"unknown architecture {architecture!r}; valid: {list(ARCHITECTURES)}")
     widths = PAPER_HIDDEN[architecture] if head_hidden is None else tuple(head_hidden)
     if architecture == "proposed":
-        extractors = ([make_encoder(t, tuple(extractor_hidden)) for t in tasks] if extractor_specs is None
-                      else [encoder_from_spec(t, spec) for t, spec in zip(tasks, extractor_specs, strict=True)])
+        extractors = (
+            [make_encoder(t, tuple(extractor_hidden)) for t in tasks]
+            if extractor_specs is None
+            else [encoder_from_spec(t, spec) for t, spec in zip(tasks, extractor_specs, strict=True)]
+        )
         return ProposedStudent(tasks, widths, extractors)
     shared = {"dist": DistStudent, "amn": AMNStudent}[architecture]
     return shared(tasks, widths, tuple(extractor_hidden))

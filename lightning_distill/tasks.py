@@ -18,8 +18,9 @@ import difflib
 import functools
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from lightning_distill.errors import ConfigError
 
@@ -32,8 +33,16 @@ AUTO = "auto"
 
 #: The 10 games of Yin & Pan (2017), as ALE task ids.
 PAPER_ATARI_GAMES = (
-    "BeamRider", "Breakout", "Enduro", "Freeway", "MsPacman",
-    "Pong", "Qbert", "Seaquest", "SpaceInvaders", "Riverraid",
+    "BeamRider",
+    "Breakout",
+    "Enduro",
+    "Freeway",
+    "MsPacman",
+    "Pong",
+    "Qbert",
+    "Seaquest",
+    "SpaceInvaders",
+    "Riverraid",
 )
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 
@@ -42,7 +51,7 @@ class TaskError(ConfigError):
     """A task id or option that cannot be made; the message is one line for the user."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def atari_games() -> dict[str, str]:
     """ALE game names (CamelCase, as in ``ALE/<Game>``) to ROM ids, for every ROM ``ale_py`` ships."""
     from ale_py import roms
@@ -51,7 +60,7 @@ def atari_games() -> dict[str, str]:
     return {"".join(part.title() for part in rom.split("_")): rom for rom in rom_ids}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def atari_minimal_action_set(rom: str) -> tuple[int, ...]:
     """The game's minimal action set as ALE action indices (0..17), read from the ROM."""
     from ale_py import ALEInterface, LoggerMode, roms
@@ -131,7 +140,7 @@ class Task:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def coerce(cls, task: "Task | Mapping[str, Any] | str") -> "Task":
+    def coerce(cls, task: Task | Mapping[str, Any] | str) -> Task:
         """A Task from a Task, a config dict (as stored in checkpoints) or a bare id."""
         if isinstance(task, Task):
             return task
@@ -140,9 +149,7 @@ class Task:
         if isinstance(task, Mapping):
             unknown = set(task) - set(cls.__dataclass_fields__)
             if unknown:
-                raise TaskError(
-                    f"unknown task option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
-                )
+                raise TaskError(f"unknown task option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
             return cls(**task)
         raise TaskError(f"cannot make a task from {task!r}; give an id string or a mapping with 'id'")
 
@@ -156,21 +163,29 @@ class Task:
     def backend(self) -> str:
         if self.id.startswith("ALE/"):
             if self.game not in atari_games():
-                raise _unknown(self.id, [f"ALE/{g}" for g in atari_games()],
-                               f"ALE/<Game> for the ROMs ale-py ships, e.g. "
-                               f"{', '.join('ALE/' + g for g in PAPER_ATARI_GAMES)}")
+                raise _unknown(
+                    self.id,
+                    [f"ALE/{g}" for g in atari_games()],
+                    f"ALE/<Game> for the ROMs ale-py ships, e.g. {', '.join('ALE/' + g for g in PAPER_ATARI_GAMES)}",
+                )
             return "atari"
         if self.id.startswith("MinAtar/"):
             if self.game not in MINATAR_GAMES or self.id.endswith("-v1"):
-                raise _unknown(self.id, [f"MinAtar/{g}" for g in MINATAR_GAMES],
-                               ", ".join(f"MinAtar/{g}" for g in MINATAR_GAMES) + " (all 6 actions)")
+                raise _unknown(
+                    self.id,
+                    [f"MinAtar/{g}" for g in MINATAR_GAMES],
+                    ", ".join(f"MinAtar/{g}" for g in MINATAR_GAMES) + " (all 6 actions)",
+                )
             return "minatar"
         import gymnasium
 
         if self.id not in gymnasium.registry:
             ids = _gym_ids()
-            raise _unknown(self.id, ids, "ALE/<Game>, MinAtar/<Game>, or a gymnasium id such as "
-                                         "CartPole-v1, Acrobot-v1, Reacher-v5")
+            raise _unknown(
+                self.id,
+                ids,
+                "ALE/<Game>, MinAtar/<Game>, or a gymnasium id such as CartPole-v1, Acrobot-v1, Reacher-v5",
+            )
         return "gym"
 
     @property

@@ -7,7 +7,7 @@ last training episodes (``data.return_window`` of them), reaches the target scor
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def iterations_to_target(returns: Sequence[float], target: float) -> int | None:

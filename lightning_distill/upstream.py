@@ -59,11 +59,14 @@ def moved_private_methods() -> list[str]:
             if method is None:
                 moved.append(f"{class_path}.{name} is gone")
             elif tuple(inspect.signature(method).parameters) != params:
-                moved.append(f"{class_path}.{name} now takes {tuple(inspect.signature(method).parameters)}, not {params}")
+                moved.append(
+                    f"{class_path}.{name} now takes {tuple(inspect.signature(method).parameters)}, not {params}"
+                )
     return moved
 
 
 # -- Lightning --------------------------------------------------------------------------------
+
 
 def add_subcommand(cli: Any, parser: Any, name: str, subparser: Any) -> None:
     """Register ``subparser`` as subcommand ``name`` of a ``LightningCLI`` (its parser's
@@ -94,6 +97,7 @@ def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
 
 
 # -- TorchRL ----------------------------------------------------------------------------------
+
 
 def storage_tensors(storage: Any) -> Any:
     """The TensorDict a ``TensorStorage`` keeps its data in (``None`` before the first write)."""

@@ -55,10 +55,14 @@ def cartpole_run(tmp_path_factory) -> Path:
     """Train the shipped CartPole teacher config (fixed seed) and return its run directory."""
     root = tmp_path_factory.mktemp("runs")
     run_cli(
-        "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
+        "fit",
+        "--config",
+        str(REPO / "configs/teacher/cartpole.yaml"),
         *csv_logger(root, "teacher_cartpole"),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
     )
     (run_dir,) = (root / "teacher_cartpole").iterdir()
     return run_dir

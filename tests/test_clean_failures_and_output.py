@@ -30,8 +30,9 @@ def corrupt_checkpoint(tmp_path):
 def test_a_corrupt_checkpoint_is_one_line_for_fit_validate_and_last(subcommand, corrupt_checkpoint, tmp_path, capsys):
     line = one_line_error(capsys, subcommand, "--config", PAIR, "--ckpt_path", str(corrupt_checkpoint))
     assert str(corrupt_checkpoint) in line and "not a readable checkpoint" in line
-    line = one_line_error(capsys, subcommand, "--config", PAIR, "--ckpt_path", "last",
-                          *csv_logger(tmp_path / "runs", "pair"))
+    line = one_line_error(
+        capsys, subcommand, "--config", PAIR, "--ckpt_path", "last", *csv_logger(tmp_path / "runs", "pair")
+    )
     assert str(corrupt_checkpoint) in line and "not a readable checkpoint" in line
 
 
@@ -57,8 +58,17 @@ def test_play_reports_the_frames_the_gif_holds(cartpole_best_ckpt, tmp_path, cap
     import imageio.v3 as iio
 
     video = tmp_path / "cartpole.gif"
-    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "2", "--epsilon", "1.0",  # short episodes
-            "--video", str(video))
+    run_cli(
+        "play",
+        "--ckpt_path",
+        str(cartpole_best_ckpt),
+        "--episodes",
+        "2",
+        "--epsilon",
+        "1.0",  # short episodes
+        "--video",
+        str(video),
+    )
     reported = int(re.search(r"\((\d+) frames", capsys.readouterr().out).group(1))
     assert reported == sum(1 for _ in iio.imiter(video))
 
@@ -75,24 +85,42 @@ def test_an_abbreviated_key_is_an_error_not_the_key_it_abbreviates(capsys):
     assert "--trainer.max_step" in line and "did you mean --trainer.max_steps?" in line
 
 
-@pytest.mark.parametrize("override", [
-    ("--data.init_args.teacher", "no_such_teacher.ckpt"),  # a missing teacher
-    ("--data.init_args.teacher", "null"),  # REPAINT without a teacher
-    ("--data.init_args.evaluation.episodes", "0"),  # nothing to evaluate
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        ("--data.init_args.teacher", "no_such_teacher.ckpt"),  # a missing teacher
+        ("--data.init_args.teacher", "null"),  # REPAINT without a teacher
+        ("--data.init_args.evaluation.episodes", "0"),  # nothing to evaluate
+    ],
+)
 def test_a_run_that_cannot_start_is_one_line_and_leaves_no_run_folder(override, tmp_path, capsys):
     one_line_error(capsys, "fit", "--config", PAIR, *csv_logger(tmp_path, "pair"), *override)
     assert not (tmp_path / "pair").exists()
 
 
-def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_noise(tmp_path, monkeypatch, capfd,
-                                                                                    caplog):
+def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_noise(
+    tmp_path, monkeypatch, capfd, caplog
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")  # the config's own loggers: CSV and W&B
-    run_cli("fit", "--config", PAIR, "--model.init_args.method", "baseline", "--trainer.max_epochs", "1",
-            "--trainer.check_val_every_n_epoch", "1", "--data.init_args.evaluation", "{episodes: 1}",
-            "--trainer.callbacks+=lightning_distill.callbacks.RLProgress", "--trainer.callbacks.live", "false",
-            "--trainer.enable_model_summary", "false")
+    run_cli(
+        "fit",
+        "--config",
+        PAIR,
+        "--model.init_args.method",
+        "baseline",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--data.init_args.evaluation",
+        "{episodes: 1}",
+        "--trainer.callbacks+=lightning_distill.callbacks.RLProgress",
+        "--trainer.callbacks.live",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    )
     out, err = capfd.readouterr()
     printed = out + err + caplog.text  # caplog: Lightning's log lines (printed to stderr outside pytest)
     for noise in ("[torchrl]", "litlogger", "LeafSpec", "anonymous setting", "git root", "\x1b["):
@@ -109,14 +137,21 @@ def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_n
 
 def test_print_config_names_the_defaults_chosen_per_task(capsys):
     with pytest.raises(SystemExit):
-        run_cli("fit", "--model", "lightning_distill.modules.Distillation",
-                "--data", "lightning_distill.data.DistillDataModule",
-                "--data.init_args.tasks", "[{id: MinAtar/Breakout}]",
-                "--data.init_args.teachers", "[bundled:minatar/breakout]", "--print_config")
+        run_cli(
+            "fit",
+            "--model",
+            "lightning_distill.modules.Distillation",
+            "--data",
+            "lightning_distill.data.DistillDataModule",
+            "--data.init_args.tasks",
+            "[{id: MinAtar/Breakout}]",
+            "--data.init_args.teachers",
+            "[bundled:minatar/breakout]",
+            "--print_config",
+        )
     printed = yaml.safe_load(capsys.readouterr().out)
     data, model = printed["data"]["init_args"], printed["model"]["init_args"]
-    assert data["replay"] == {"class_path": "lightning_distill.replay.UniformReplay",
-                              "init_args": {"capacity": 500000}}
+    assert data["replay"] == {"class_path": "lightning_distill.replay.UniformReplay", "init_args": {"capacity": 500000}}
     assert data["evaluation"]["episodes"] == "auto" and data["evaluation"]["epsilon"] == 0.05
     task = data["tasks"][0]
     assert (task["noop_max"], task["sticky_action_prob"], task["max_episode_steps"]) == ("auto", "auto", "auto")
@@ -125,27 +160,61 @@ def test_print_config_names_the_defaults_chosen_per_task(capsys):
 
 def test_an_interpolation_to_a_missing_key_is_one_line_naming_it(tmp_path, capsys):
     config = tmp_path / "interp.yaml"
-    config.write_text((REPO / "configs/repaint/cartpole.yaml").read_text()
-                      .replace("${model.init_args.method}", "${model.init_args.nope}"))
+    config.write_text(
+        (REPO / "configs/repaint/cartpole.yaml")
+        .read_text()
+        .replace("${model.init_args.method}", "${model.init_args.nope}")
+    )
     line = one_line_error(capsys, "fit", "--config", str(config))
     assert line.startswith("error: config interpolation:") and "nope" in line
 
 
-def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_noise(tmp_path, monkeypatch, capfd,
-                                                                                     caplog):
+def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_noise(
+    tmp_path, monkeypatch, capfd, caplog
+):
     monkeypatch.chdir(tmp_path)
-    run_cli("fit", "--model", "lightning_distill.modules.DQN", "--data", "lightning_distill.data.DQNDataModule",
-            "--data.init_args.task", "{id: CartPole-v1}", "--data.init_args.learning_starts", "32",
-            "--data.init_args.evaluation", "{episodes: 1}", "--trainer.max_steps", "20",
-            "--trainer.val_check_interval", "10", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false")
+    run_cli(
+        "fit",
+        "--model",
+        "lightning_distill.modules.DQN",
+        "--data",
+        "lightning_distill.data.DQNDataModule",
+        "--data.init_args.task",
+        "{id: CartPole-v1}",
+        "--data.init_args.learning_starts",
+        "32",
+        "--data.init_args.evaluation",
+        "{episodes: 1}",
+        "--trainer.max_steps",
+        "20",
+        "--trainer.val_check_interval",
+        "10",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    )
     out, err = capfd.readouterr()
     printed = out + err + caplog.text
     for noise in ("Tip:", "litmodels", "No seed found"):
         assert noise not in printed, noise
     last = tmp_path / "runs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 20
-    run_cli("fit", "--model", "lightning_distill.modules.DQN", "--data", "lightning_distill.data.DQNDataModule",
-            "--data.init_args.task", "{id: CartPole-v1}", "--trainer.max_steps", "21", "--ckpt_path", "last",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+    run_cli(
+        "fit",
+        "--model",
+        "lightning_distill.modules.DQN",
+        "--data",
+        "lightning_distill.data.DQNDataModule",
+        "--data.init_args.task",
+        "{id: CartPole-v1}",
+        "--trainer.max_steps",
+        "21",
+        "--ckpt_path",
+        "last",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    )
     assert torch.load(last, weights_only=True)["global_step"] == 21  # resumed into the same run

@@ -3,6 +3,7 @@ are one line, validate and play work on a checkpoint made in the tests."""
 
 import subprocess
 import sys
+
 import pytest
 import yaml
 
@@ -45,14 +46,21 @@ def test_omegaconf_interpolation_resolves_in_configs(tmp_path, capsys):
 
 
 def test_misspelt_config_key_is_one_line_naming_it(capsys):
-    line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
-                           "--model.init_args.lrr", "0.1")
+    line = one_line_error(
+        capsys, "fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"), "--model.init_args.lrr", "0.1"
+    )
     assert "'lrr'" in line and "DQN" in line
 
 
 def test_unknown_game_is_one_line_listing_valid_names(capsys):
-    line = one_line_error(capsys, "fit", "--config", str(REPO / "configs/teacher/minatar_breakout.yaml"),
-                           "--data.init_args.task.id", "MinAtar/Pong")
+    line = one_line_error(
+        capsys,
+        "fit",
+        "--config",
+        str(REPO / "configs/teacher/minatar_breakout.yaml"),
+        "--data.init_args.task.id",
+        "MinAtar/Pong",
+    )
     assert "'MinAtar/Pong'" in line and "MinAtar/Breakout" in line and "MinAtar/Seaquest" in line
 
 
@@ -64,21 +72,42 @@ def test_missing_checkpoint_is_one_line_naming_the_path(capsys, tmp_path):
 
 def test_play_writes_video_and_prints_each_return(cartpole_best_ckpt, tmp_path, capsys):
     video = tmp_path / "cartpole.gif"
-    run_cli("play", "--ckpt_path", str(cartpole_best_ckpt), "--episodes", "2", "--epsilon", "0.5",  # short episodes
-            "--video", str(video))
+    run_cli(
+        "play",
+        "--ckpt_path",
+        str(cartpole_best_ckpt),
+        "--episodes",
+        "2",
+        "--epsilon",
+        "0.5",  # short episodes
+        "--video",
+        str(video),
+    )
     out = capsys.readouterr().out
     assert "episode 1: return" in out and "episode 2: return" in out and "mean return over 2 episodes" in out
     assert video.stat().st_size > 10_000
 
 
-def test_play_accepts_the_saved_fit_config_and_its_mp4_shows_the_episode(cartpole_run, cartpole_best_ckpt,
-                                                                          tmp_path, capsys):
+def test_play_accepts_the_saved_fit_config_and_its_mp4_shows_the_episode(
+    cartpole_run, cartpole_best_ckpt, tmp_path, capsys
+):
     import imageio.v3 as iio
     import numpy as np
 
     video = tmp_path / "cartpole.mp4"
-    run_cli("play", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
-            "--episodes", "1", "--epsilon", "0.0", "--video", str(video))
+    run_cli(
+        "play",
+        "--config",
+        str(cartpole_run / "config.yaml"),
+        "--ckpt_path",
+        str(cartpole_best_ckpt),
+        "--episodes",
+        "1",
+        "--epsilon",
+        "0.0",
+        "--video",
+        str(video),
+    )
     steps = int(float(capsys.readouterr().out.split("episode 1: return ")[1].split()[0]))  # CartPole: +1 a step
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[-1] == 3 and len(frames) in (steps, steps + 1)
@@ -86,22 +115,53 @@ def test_play_accepts_the_saved_fit_config_and_its_mp4_shows_the_episode(cartpol
 
 
 def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpole_best_ckpt, tmp_path, capsys):
-    run_cli("validate", "--config", str(cartpole_run / "config.yaml"), "--ckpt_path", str(cartpole_best_ckpt),
-            *csv_logger(tmp_path, "validate"), "--trainer.enable_progress_bar", "false")
+    run_cli(
+        "validate",
+        "--config",
+        str(cartpole_run / "config.yaml"),
+        "--ckpt_path",
+        str(cartpole_best_ckpt),
+        *csv_logger(tmp_path, "validate"),
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     out = capsys.readouterr().out
     assert "eval/CartPole-v1/return" in out and "eval/CartPole-v1/episodes" in out
 
 
-@pytest.mark.parametrize("config,overrides", [
-    ("minatar_breakout.yaml", ["--data.init_args.learning_starts", "100"]),
-    ("atari_pong.yaml", ["--data.init_args.learning_starts", "100", "--data.init_args.buffer_size", "1000",
-                         "--data.init_args.evaluation.steps", "200"]),
-])
+@pytest.mark.parametrize(
+    "config,overrides",
+    [
+        ("minatar_breakout.yaml", ["--data.init_args.learning_starts", "100"]),
+        (
+            "atari_pong.yaml",
+            [
+                "--data.init_args.learning_starts",
+                "100",
+                "--data.init_args.buffer_size",
+                "1000",
+                "--data.init_args.evaluation.steps",
+                "200",
+            ],
+        ),
+    ],
+)
 def test_minatar_and_atari_teacher_configs_train_a_few_hundred_steps(config, overrides, tmp_path):
-    run_cli("fit", "--config", str(REPO / "configs/teacher" / config), *overrides,
-            "--trainer.max_steps", "200", "--trainer.val_check_interval", "200",
-            *csv_logger(tmp_path, "teacher"), "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false")
+    run_cli(
+        "fit",
+        "--config",
+        str(REPO / "configs/teacher" / config),
+        *overrides,
+        "--trainer.max_steps",
+        "200",
+        "--trainer.val_check_interval",
+        "200",
+        *csv_logger(tmp_path, "teacher"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+    )
     (run_dir,) = next(tmp_path.iterdir()).iterdir()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert "eval/return" in (run_dir / "metrics.csv").read_text()
@@ -110,10 +170,23 @@ def test_minatar_and_atari_teacher_configs_train_a_few_hundred_steps(config, ove
 def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the shipped loggers (CSV and W&B) write to ./runs
     for _ in range(2):
-        run_cli("fit", "--config", str(REPO / "configs/teacher/cartpole.yaml"),
-                "--trainer.max_steps", "50", "--data.init_args.learning_starts", "64",
-                "--trainer.val_check_interval", "50", "--data.init_args.evaluation.episodes", "1",
-                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+        run_cli(
+            "fit",
+            "--config",
+            str(REPO / "configs/teacher/cartpole.yaml"),
+            "--trainer.max_steps",
+            "50",
+            "--data.init_args.learning_starts",
+            "64",
+            "--trainer.val_check_interval",
+            "50",
+            "--data.init_args.evaluation.episodes",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+        )
     runs = sorted((tmp_path / "runs" / "teacher_cartpole").iterdir())
     assert [r.name for r in runs] == ["version_0", "version_1"]
     assert all((r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs)
@@ -121,8 +194,9 @@ def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path, monke
 
 def test_a_config_with_the_old_top_level_callbacks_paths_still_runs_and_says_so(tmp_path, capsys):
     old = tmp_path / "old.yaml"
-    old.write_text((REPO / "configs/teacher/cartpole.yaml").read_text()
-                   .replace("lightning_distill.callbacks.", "callbacks."))
+    old.write_text(
+        (REPO / "configs/teacher/cartpole.yaml").read_text().replace("lightning_distill.callbacks.", "callbacks.")
+    )
     assert "class_path: callbacks.EpsilonSchedule" in old.read_text()
     with pytest.raises(SystemExit) as info:
         run_cli("fit", "--config", str(old), "--print_config")
@@ -131,5 +205,7 @@ def test_a_config_with_the_old_top_level_callbacks_paths_still_runs_and_says_so(
     callbacks = yaml.safe_load(captured.out)["trainer"]["callbacks"]
     assert any(c["class_path"].endswith("EpsilonSchedule") for c in callbacks)
     warnings = sorted(line for line in captured.err.splitlines() if "deprecated" in line)
-    assert warnings == [f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config"
-                        for name in ("EpsilonSchedule", "WandbMedia")]  # once each
+    assert warnings == [
+        f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config"
+        for name in ("EpsilonSchedule", "WandbMedia")
+    ]  # once each

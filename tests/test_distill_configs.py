@@ -8,8 +8,9 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import REPO, csv_logger, run_cli
 from lightning_distill.tasks import Task
+
+from conftest import REPO, csv_logger, run_cli
 
 ATARI10 = ["proposed", "dist", "amn"]
 
@@ -17,8 +18,15 @@ ATARI10 = ["proposed", "dist", "amn"]
 def write_cleanrl_teacher(task: Task, path) -> str:
     torch.manual_seed(0)
     network = nn.Sequential(
-        nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+        nn.Conv2d(4, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3136, 512),
+        nn.ReLU(),
         nn.Linear(512, task.num_actions),
     )
     torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)
@@ -60,24 +68,35 @@ def test_the_three_atari10_configs_differ_only_in_the_architecture(capsys):
     # only the proposed student has per-task extractors to start from the teachers'
     assert [c["model"]["init_args"]["init_from_teachers"] for c in configs.values()] == [True, False, False]
     assert len(configs["proposed"]["data"]["init_args"]["tasks"]) == 10
-    common = [without(c, "model.init_args.architecture", "model.init_args.init_from_teachers") for c in configs.values()]
+    common = [
+        without(c, "model.init_args.architecture", "model.init_args.init_from_teachers") for c in configs.values()
+    ]
     assert common[0] == common[1] == common[2]
 
 
-def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[str], tmp_path,
-                            updates: int = 60, learning_starts: int = 64) -> None:
+def run_a_few_hundred_steps(
+    config: str, teachers: list[str], overrides: list[str], tmp_path, updates: int = 60, learning_starts: int = 64
+) -> None:
     """Fit an Atari config for ``updates`` x 4 steps per game (after ``learning_starts`` to fill)
     and check that its last checkpoint holds them."""
     run_cli(
-        "fit", "--config", str(REPO / f"configs/distill/{config}.yaml"),
-        "--data.init_args.teachers", yaml.safe_dump(teachers, default_flow_style=True).strip(),
+        "fit",
+        "--config",
+        str(REPO / f"configs/distill/{config}.yaml"),
+        "--data.init_args.teachers",
+        yaml.safe_dump(teachers, default_flow_style=True).strip(),
         *overrides,
-        "--data.init_args.learning_starts", str(learning_starts),
-        "--data.init_args.evaluation.steps", "100",
-        "--trainer.max_steps", str(updates),
+        "--data.init_args.learning_starts",
+        str(learning_starts),
+        "--data.init_args.evaluation.steps",
+        "100",
+        "--trainer.max_steps",
+        str(updates),
         *csv_logger(tmp_path, config),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
     )
     (checkpoint,) = (tmp_path / config).glob("version_0/checkpoints/last.ckpt")
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == updates
@@ -88,16 +107,25 @@ def run_a_few_hundred_steps(config: str, teachers: list[str], overrides: list[st
 @pytest.mark.parametrize("name", ["proposed"])
 def test_atari10_config_runs_a_few_hundred_steps_on_cpu(name, atari10_teachers, tmp_path):
     # 10 games x (32 + 15 x 4) steps: each architecture acts, stores, updates and checkpoints
-    run_a_few_hundred_steps(f"atari10_{name}", atari10_teachers,
-                            ["--data.init_args.replay.init_args.capacity", "2000"], tmp_path,
-                            updates=15, learning_starts=32)
+    run_a_few_hundred_steps(
+        f"atari10_{name}",
+        atari10_teachers,
+        ["--data.init_args.replay.init_args.capacity", "2000"],
+        tmp_path,
+        updates=15,
+        learning_starts=32,
+    )
 
 
 ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smoke run
     "uniform": ["--data.init_args.replay.init_args.capacity", "2000"],
     "pr": ["--data.init_args.replay.init_args.capacity", "2000"],
-    "hpr": ["--data.init_args.replay.init_args.partition_capacity", "400",
-            "--data.init_args.replay.init_args.value_steps", "64"],
+    "hpr": [
+        "--data.init_args.replay.init_args.partition_capacity",
+        "400",
+        "--data.init_args.replay.init_args.value_steps",
+        "64",
+    ],
 }
 
 
@@ -107,7 +135,10 @@ def test_the_three_atari4_configs_differ_only_in_the_replay(capsys):
     tasks = configs["hpr"]["data"]["init_args"]["tasks"]
     assert [t["id"] for t in tasks] == ["ALE/Breakout", "ALE/Freeway", "ALE/Pong", "ALE/Qbert"]
     assert [c["data"]["init_args"]["replay"]["class_path"].rsplit(".", 1)[1] for c in configs.values()] == [
-        "UniformReplay", "PrioritizedReplay", "HierarchicalReplay"]
+        "UniformReplay",
+        "PrioritizedReplay",
+        "HierarchicalReplay",
+    ]
     common = [without(c, "data.init_args.replay") for c in configs.values()]
     assert common[0] == common[1] == common[2]
 

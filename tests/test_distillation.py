@@ -8,10 +8,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, csv_logger, run_cli
 from lightning_distill.modules.base import load_agent
 from lightning_distill.play import play
 from lightning_distill.teachers import bundled_teachers
+
+from conftest import REPO, csv_logger, run_cli
 
 QUICKSTART = REPO / "configs/distill/minatar_quickstart.yaml"
 GAMES = {"MinAtar/Breakout": "bundled:minatar/breakout", "MinAtar/Freeway": "bundled:minatar/freeway"}
@@ -20,9 +21,18 @@ GAMES = {"MinAtar/Breakout": "bundled:minatar/breakout", "MinAtar/Freeway": "bun
 def two_game_overrides(tmp_path: Path) -> Path:
     """The quick start on two games, with a shorter budget (the same settings otherwise)."""
     config = tmp_path / "two_games.yaml"
-    config.write_text(yaml.safe_dump({"data": {"init_args": {
-        "tasks": [{"id": task} for task in GAMES], "teachers": list(GAMES.values()),
-    }}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "init_args": {
+                        "tasks": [{"id": task} for task in GAMES],
+                        "teachers": list(GAMES.values()),
+                    }
+                }
+            }
+        )
+    )
     return config
 
 
@@ -30,9 +40,17 @@ def two_game_overrides(tmp_path: Path) -> Path:
 def distilled_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("distill")
     run_cli(
-        "fit", "--config", str(QUICKSTART), "--config", str(two_game_overrides(root)),
-        "--trainer.max_steps", "6000", "--trainer.val_check_interval", "3000",
-        "--data.init_args.evaluation.episodes", "64",  # Breakout's returns vary: 32 episodes leave ~10% noise
+        "fit",
+        "--config",
+        str(QUICKSTART),
+        "--config",
+        str(two_game_overrides(root)),
+        "--trainer.max_steps",
+        "6000",
+        "--trainer.val_check_interval",
+        "3000",
+        "--data.init_args.evaluation.episodes",
+        "64",  # Breakout's returns vary: 32 episodes leave ~10% noise
         *csv_logger(root, "minatar_quickstart"),
     )
     (run_dir,) = (root / "minatar_quickstart").iterdir()
@@ -67,15 +85,23 @@ def test_a_distilled_checkpoint_plays_each_task_without_its_teachers(distilled_r
     assert [t.id for t in agent.tasks] == list(GAMES)
     assert agent.hparams.architecture == "proposed" and not hasattr(agent, "teachers")
     lines: list[str] = []
-    result = play(str(distilled_run / "checkpoints/last.ckpt"), task="MinAtar/Freeway", episodes=1,
-                  print_fn=lines.append)
+    result = play(
+        str(distilled_run / "checkpoints/last.ckpt"), task="MinAtar/Freeway", episodes=1, print_fn=lines.append
+    )
     assert result.count == 1 and lines[-1].startswith("MinAtar/Freeway mean return over 1 episodes")
 
 
 def test_bundled_teachers_record_their_score_and_command():
     registry = bundled_teachers()
-    assert {"minatar/breakout", "minatar/freeway", "minatar/space_invaders", "minatar/seaquest",
-            "ppo/cartpole_centered", "ppo/reacher_similar", "ppo/reacher_different"} <= set(registry)
+    assert {
+        "minatar/breakout",
+        "minatar/freeway",
+        "minatar/space_invaders",
+        "minatar/seaquest",
+        "ppo/cartpole_centered",
+        "ppo/reacher_similar",
+        "ppo/reacher_different",
+    } <= set(registry)
     for name, entry in registry.items():
         kind, game = name.split("/")
         assert entry["task"].startswith({"minatar": "MinAtar/", "ppo": ""}[kind])
@@ -86,12 +112,29 @@ def test_bundled_teachers_record_their_score_and_command():
 
 def test_a_teacher_that_does_not_fit_its_task_stops_before_training(tmp_path, capsys):
     overrides = tmp_path / "wrong.yaml"
-    overrides.write_text(yaml.safe_dump({"data": {"init_args": {
-        "tasks": [{"id": "CartPole-v1"}], "teachers": ["bundled:minatar/breakout"],
-    }}}))
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "init_args": {
+                        "tasks": [{"id": "CartPole-v1"}],
+                        "teachers": ["bundled:minatar/breakout"],
+                    }
+                }
+            }
+        )
+    )
     with pytest.raises(SystemExit) as info:
-        run_cli("fit", "--config", str(QUICKSTART), "--config", str(overrides), "--seed_everything", "false",
-                *csv_logger(tmp_path, "wrong"))
+        run_cli(
+            "fit",
+            "--config",
+            str(QUICKSTART),
+            "--config",
+            str(overrides),
+            "--seed_everything",
+            "false",
+            *csv_logger(tmp_path, "wrong"),
+        )
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not fit task 'CartPole-v1'" in err[0] and "6 actions" in err[0]
@@ -104,8 +147,8 @@ def test_proposed_student_starts_from_the_teachers_features_and_can_freeze_them(
     teachers = [load_teacher(ref, task) for task, ref in GAMES.items()]
     module = Distillation(tasks=list(GAMES), head_hidden=[32], freeze_extractors=True)
     module.copy_teacher_features(teachers)
-    for extractor, teacher in zip(module.student.extractors, teachers):
-        for mine, theirs in zip(extractor.parameters(), teacher.network.features.parameters()):
+    for extractor, teacher in zip(module.student.extractors, teachers, strict=True):
+        for mine, theirs in zip(extractor.parameters(), teacher.network.features.parameters(), strict=True):
             assert torch.equal(mine, theirs) and not mine.requires_grad
     optimised = {id(p) for group in module.configure_optimizers().param_groups for p in group["params"]}
     assert optimised == {id(p) for p in module.student.shared.parameters()}
@@ -118,13 +161,18 @@ def test_proposed_extractors_take_each_teachers_shape_and_keep_it_in_the_checkpo
     from lightning_distill.teachers import Teacher
 
     # An SB3 DQN with net_arch [256, 256] and a narrow one: no width repeated in the config.
-    teachers = [Teacher(QNetwork(MLPEncoder(4, [256, 256]), 2, []), "CartPole-v1"),
-                Teacher(QNetwork(MLPEncoder(6, [32], "tanh"), 3, []), "Acrobot-v1")]
+    teachers = [
+        Teacher(QNetwork(MLPEncoder(4, [256, 256]), 2, []), "CartPole-v1"),
+        Teacher(QNetwork(MLPEncoder(6, [32], "tanh"), 3, []), "Acrobot-v1"),
+    ]
     module = Distillation(tasks=["CartPole-v1", "Acrobot-v1"], head_hidden=[16])
     module.copy_teacher_features(teachers)
-    for extractor, teacher in zip(module.student.extractors, teachers):
+    for extractor, teacher in zip(module.student.extractors, teachers, strict=True):
         assert extractor.state_dict().keys() == teacher.network.features.state_dict().keys()
-        assert all(torch.equal(a, b) for a, b in zip(extractor.parameters(), teacher.network.features.parameters()))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(extractor.parameters(), teacher.network.features.parameters(), strict=True)
+        )
     obs = torch.randn(5, 6)
     expected = module(obs, task_index=1)
 
@@ -133,8 +181,10 @@ def test_proposed_extractors_take_each_teachers_shape_and_keep_it_in_the_checkpo
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
     loaded = load_agent(path)
-    assert loaded.student.extractor_specs() == [{"hidden": [256, 256], "activation": "relu"},
-                                                {"hidden": [32], "activation": "tanh"}]
+    assert loaded.student.extractor_specs() == [
+        {"hidden": [256, 256], "activation": "relu"},
+        {"hidden": [32], "activation": "tanh"},
+    ]
     assert torch.equal(loaded(obs, task_index=1), expected)
 
 

@@ -13,12 +13,15 @@ def random_actions(task: Task, n: int, rng) -> np.ndarray:
     return rng.uniform(-1, 1, (n, task.num_actions)).astype(np.float32)
 
 
-@pytest.mark.parametrize("task_id,shape,dtype", [
-    ("ALE/Breakout", (4, 84, 84), np.uint8),
-    ("MinAtar/Seaquest", (10, 10, 10), np.uint8),
-    ("MinAtar/Breakout", (4, 10, 10), np.uint8),
-    ("CartPole-v1", (4,), np.float32),
-])
+@pytest.mark.parametrize(
+    "task_id,shape,dtype",
+    [
+        ("ALE/Breakout", (4, 84, 84), np.uint8),
+        ("MinAtar/Seaquest", (10, 10, 10), np.uint8),
+        ("MinAtar/Breakout", (4, 10, 10), np.uint8),
+        ("CartPole-v1", (4,), np.float32),
+    ],
+)
 def test_backend_steps_with_task_shapes_and_dtypes(task_id, shape, dtype):
     task = Task(task_id)
     env = make_vec_env(task, num_envs=3, seed=0)
@@ -37,7 +40,7 @@ def test_backend_steps_with_task_shapes_and_dtypes(task_id, shape, dtype):
 def test_next_obs_is_the_final_state_when_an_episode_ends():
     env = make_vec_env(Task("CartPole-v1"), num_envs=1, seed=0)
     env.reset()
-    for steps in range(1, 500):
+    for steps in range(1, 500):  # noqa: B007 - the step count is read after the loop
         step = env.step(np.array([0]))  # always push left: falls within ~10 steps
         if step.terminated[0]:
             break

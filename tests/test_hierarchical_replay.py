@@ -49,7 +49,7 @@ def rank_probabilities(priorities, alpha):
     """Rank-based PR (Schaul et al. 2016) over one memory: rank 1 = largest |delta|."""
     ranks = np.empty(len(priorities))
     ranks[np.argsort(-np.asarray(priorities), kind="stable")] = np.arange(1, len(priorities) + 1)
-    mass = ranks ** -alpha
+    mass = ranks**-alpha
     return mass / mass.sum()
 
 
@@ -104,7 +104,7 @@ def test_importance_weights_match_the_formula_normalised_by_the_batch_maximum():
     probs = {}
     for part, share in ((0, 6 / 8), (2, 2 / 8)):
         mine = slots[slots // 40 == part]
-        probs.update(zip(mine.tolist(), share * rank_probabilities(buffer.sampler.priority[mine], alpha)))
+        probs.update(zip(mine.tolist(), share * rank_probabilities(buffer.sampler.priority[mine], alpha), strict=True))
     w = (8 * np.array([probs[s] for s in sampled.tolist()])) ** -beta
     np.testing.assert_allclose(info["_weight"], w / w.max(), rtol=1e-5)
 
@@ -179,7 +179,7 @@ def test_updated_priorities_move_their_experiences_to_their_ranks_before_the_nex
 def test_rank_order_stays_a_permutation_with_stored_experiences_on_top():
     rng = np.random.default_rng(3)
     buffer = make_buffer(partitions=3, capacity=20, sort_every=7)
-    for step in range(60):
+    for _ in range(60):
         insert(buffer, rng.uniform(-1, 4, size=rng.integers(1, 6)))
         slots, info = buffer.sampler.sample(buffer.storage, 8)
         buffer.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
@@ -200,12 +200,12 @@ def test_each_partition_is_a_fifo_that_keeps_exactly_its_newest_experiences():
     buffer = make_buffer(partitions=3, capacity=5)
     values = rng.uniform(0, 3, size=100)
     for start in range(0, 100, 7):  # batches that straddle evictions
-        insert(buffer, values[start:start + 7], first_id=start)
+        insert(buffer, values[start : start + 7], first_id=start)
     parts = buffer.writer.partition_of(values)
     stored_ids = buffer.storage.get(torch.arange(15))["id"].numpy()
     for part in range(3):
         newest = np.flatnonzero(parts == part)[-5:]
-        assert sorted(stored_ids[part * 5:(part + 1) * 5]) == sorted(newest.tolist())
+        assert sorted(stored_ids[part * 5 : (part + 1) * 5]) == sorted(newest.tolist())
     assert buffer.writer.stored == 15
 
 
@@ -220,7 +220,10 @@ def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occup
     # the same through the data module's memory, whose index carries the generation
     task = Task("CartPole-v1")
     memory = TaskMemory(PrioritizedReplay(capacity=4).make_buffer(task, None, 4), task, batch_size=4, num_envs=4)
-    add = lambda: memory.add(np.zeros((4, 4), np.float32), torch.zeros(4, 2), torch.zeros(4), np.ones(4, bool))
+
+    def add() -> None:
+        memory.add(np.zeros((4, 4), np.float32), torch.zeros(4, 2), torch.zeros(4), np.ones(4, bool))
+
     add()
     batch = memory.sample()
     add()
@@ -281,7 +284,9 @@ def test_the_value_range_is_measured_by_playing_the_teacher():
     teacher = load_teacher("bundled:minatar/breakout", task)
     low, high = estimate_value_range(task, teacher, steps=400, seed=0)
     assert 0 <= low < high < 20  # Breakout's returns are small positive numbers
-    buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(task, teacher, 4, seed=0)
+    buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(
+        task, teacher, 4, seed=0
+    )
     assert buffer.writer.value_range == (low, high)
 
 
@@ -293,8 +298,15 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
 
     tasks = [{"id": "MinAtar/Breakout"}, {"id": "MinAtar/Freeway"}]
     replay = HierarchicalReplay(partitions=3, partition_capacity=500, value_steps=200, sort_every=10)
-    data = DistillDataModule(tasks, ["bundled:minatar/breakout", "bundled:minatar/freeway"], replay=replay,
-                             num_envs=2, learning_starts=100, train_freq=1, seed=0)
+    data = DistillDataModule(
+        tasks,
+        ["bundled:minatar/breakout", "bundled:minatar/freeway"],
+        replay=replay,
+        num_envs=2,
+        learning_starts=100,
+        train_freq=1,
+        seed=0,
+    )
     model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
     weights = []
     original = model.training_step
@@ -304,8 +316,15 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
         return original(batch, batch_idx)
 
     model.training_step = spy
-    pl.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, limit_val_batches=0, max_epochs=-1).fit(model, datamodule=data)
+    pl.Trainer(
+        max_steps=40,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        max_epochs=-1,
+    ).fit(model, datamodule=data)
     for memory in data.memories:
         sampler = memory.buffer.sampler
         assert sampler.samples >= 40 and memory.buffer.writer.sizes.sum() == len(memory) >= 100

@@ -7,7 +7,6 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from conftest import REPO, csv_logger, one_line_error, run_cli
 from lightning_distill.data.rollout import EnvRunner
 from lightning_distill.evaluation import evaluate
 from lightning_distill.modules import PPO, load_agent
@@ -16,6 +15,8 @@ from lightning_distill.ppo_losses import clipped_surrogate
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import PolicyTeacher, load_teacher
 from lightning_distill.transfer_metric import iterations_to_target
+
+from conftest import REPO, csv_logger, one_line_error, run_cli
 
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 CARTPOLE_PAIR = str(REPO / "configs/repaint/cartpole.yaml")
@@ -46,10 +47,25 @@ def test_plain_ppo_learns_cartpole_to_475_on_fresh_episodes(tmp_path):
 def cartpole_pair_runs(tmp_path_factory) -> dict[tuple[str, int], Path]:
     """Baseline and REPAINT on the CartPole pair, seeds 0 and 1, 30 iterations each."""
     root = tmp_path_factory.mktemp("pair")
-    return {(method, seed): fit(CARTPOLE_PAIR, root, f"{method}_{seed}", "--model.init_args.method", method,
-                                "--seed_everything", str(seed), "--data.init_args.seed", str(seed),
-                                "--trainer.max_epochs", "30", "--trainer.check_val_every_n_epoch", "30")
-            for method in ("baseline", "repaint") for seed in (0, 1)}
+    return {
+        (method, seed): fit(
+            CARTPOLE_PAIR,
+            root,
+            f"{method}_{seed}",
+            "--model.init_args.method",
+            method,
+            "--seed_everything",
+            str(seed),
+            "--data.init_args.seed",
+            str(seed),
+            "--trainer.max_epochs",
+            "30",
+            "--trainer.check_val_every_n_epoch",
+            "30",
+        )
+        for method in ("baseline", "repaint")
+        for seed in (0, 1)
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -86,11 +102,25 @@ def test_the_off_policy_ratio_is_the_students_over_the_teachers_probability():
     torch.manual_seed(0)
     module = PPO(tasks=["CartPole-v1"], method="it", normalize_advantage=False)
     obs = torch.randn(6, 4)
-    mb = TensorDict({"obs": obs, "action": torch.tensor([0, 1, 1, 0, 1, 0]), "log_prob": torch.zeros(6),
-                     "advantage": torch.ones(6), "return": torch.zeros(6)}, batch_size=[6])
-    teacher_mb = TensorDict({"obs": obs, "action": torch.tensor([1, 1, 0, 0, 1, 1]),
-                             "log_prob": torch.tensor([-0.1, -0.2, -0.3, -2.0, -0.5, -0.6]),
-                             "advantage": torch.tensor([1.0, 2.0, 0.5, 3.0, 0.0, 1.5])}, batch_size=[6])
+    mb = TensorDict(
+        {
+            "obs": obs,
+            "action": torch.tensor([0, 1, 1, 0, 1, 0]),
+            "log_prob": torch.zeros(6),
+            "advantage": torch.ones(6),
+            "return": torch.zeros(6),
+        },
+        batch_size=[6],
+    )
+    teacher_mb = TensorDict(
+        {
+            "obs": obs,
+            "action": torch.tensor([1, 1, 0, 0, 1, 1]),
+            "log_prob": torch.tensor([-0.1, -0.2, -0.3, -2.0, -0.5, -0.6]),
+            "advantage": torch.tensor([1.0, 2.0, 0.5, 3.0, 0.0, 1.5]),
+        },
+        batch_size=[6],
+    )
     _, parts = module.loss(mb, teacher_mb, beta=0.0)
     with torch.no_grad():
         student_log_prob = module.actor_critic.distribution(obs).log_prob(teacher_mb["action"])
@@ -98,46 +128,95 @@ def test_the_off_policy_ratio_is_the_students_over_the_teachers_probability():
     expected = torch.min(rho * teacher_mb["advantage"], rho.clamp(0.8, 1.2) * teacher_mb["advantage"]).mean()
     assert parts["loss/instance"].item() == pytest.approx(-expected.item(), abs=1e-6)  # logged minimised
     assert expected.item() == pytest.approx(
-        clipped_surrogate(student_log_prob, teacher_mb["log_prob"], teacher_mb["advantage"]).item())
+        clipped_surrogate(student_log_prob, teacher_mb["log_prob"], teacher_mb["advantage"]).item()
+    )
 
 
 def test_the_critic_learns_from_the_students_samples_only():
     module = PPO(tasks=["CartPole-v1"], method="it")
-    mb = TensorDict({"obs": torch.randn(4, 4), "action": torch.tensor([0, 1, 1, 0]), "log_prob": torch.full((4,), -0.7),
-                     "advantage": torch.randn(4), "return": torch.randn(4)}, batch_size=[4])
-    teacher_mb = TensorDict({"obs": torch.randn(5, 4), "action": torch.tensor([1, 1, 0, 0, 1]),
-                             "log_prob": torch.full((5,), -0.2), "advantage": torch.rand(5)}, batch_size=[5])
+    mb = TensorDict(
+        {
+            "obs": torch.randn(4, 4),
+            "action": torch.tensor([0, 1, 1, 0]),
+            "log_prob": torch.full((4,), -0.7),
+            "advantage": torch.randn(4),
+            "return": torch.randn(4),
+        },
+        batch_size=[4],
+    )
+    teacher_mb = TensorDict(
+        {
+            "obs": torch.randn(5, 4),
+            "action": torch.tensor([1, 1, 0, 0, 1]),
+            "log_prob": torch.full((5,), -0.2),
+            "advantage": torch.rand(5),
+        },
+        batch_size=[5],
+    )
     loss, _ = module.loss(mb, teacher_mb, beta=0.0)
     loss.backward()
-    critic_grads = [p.grad for p in [*module.actor_critic.critic_features.parameters(),
-                                     *module.actor_critic.value_head.parameters()]]
+    critic_grads = [
+        p.grad
+        for p in [*module.actor_critic.critic_features.parameters(), *module.actor_critic.value_head.parameters()]
+    ]
     module.zero_grad()
     value_only, _ = module.loss(mb, None, beta=0.0)
     value_only.backward()
-    for with_teacher, p in zip(critic_grads, [*module.actor_critic.critic_features.parameters(),
-                                              *module.actor_critic.value_head.parameters()]):
+    for with_teacher, p in zip(
+        critic_grads,
+        [*module.actor_critic.critic_features.parameters(), *module.actor_critic.value_head.parameters()],
+        strict=True,
+    ):
         assert torch.allclose(with_teacher, p.grad)
 
 
 def test_every_iteration_takes_epochs_times_minibatches_steps_however_few_teacher_samples_are_kept(tmp_path):
     # top 0.2% of 512 teacher samples: 2 kept, fewer than the 4 minibatches
-    run = fit(CARTPOLE_PAIR, tmp_path, "few_kept", "--model.init_args.method", "it",
-              "--model.init_args.top_fraction", "0.002", "--trainer.max_epochs", "2",
-              "--trainer.check_val_every_n_epoch", "2")
+    run = fit(
+        CARTPOLE_PAIR,
+        tmp_path,
+        "few_kept",
+        "--model.init_args.method",
+        "it",
+        "--model.init_args.top_fraction",
+        "0.002",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "2",
+    )
     assert per_iteration(run, "transfer/kept") == [2.0, 2.0]
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2 * 4 * 4  # iterations x epochs x minibatches (the config's)
 
 
 def test_a_transfer_method_without_a_teacher_is_one_line(capsys):
-    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--data.init_args.teacher", "null",
-                          "--trainer.max_epochs", "1", *QUIET)
+    line = one_line_error(
+        capsys,
+        "fit",
+        "--config",
+        CARTPOLE_PAIR,
+        "--data.init_args.teacher",
+        "null",
+        "--trainer.max_epochs",
+        "1",
+        *QUIET,
+    )
     assert "'repaint' needs a teacher" in line and "data.teacher" in line
 
 
 def test_a_q_network_teacher_is_refused_with_one_line(capsys, cartpole_best_ckpt):
-    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--data.init_args.teacher",
-                          str(cartpole_best_ckpt), "--trainer.max_epochs", "1", *QUIET)
+    line = one_line_error(
+        capsys,
+        "fit",
+        "--config",
+        CARTPOLE_PAIR,
+        "--data.init_args.teacher",
+        str(cartpole_best_ckpt),
+        "--trainer.max_epochs",
+        "1",
+        *QUIET,
+    )
     assert "Q-network teacher" in line and "policy (actor-critic) teacher" in line
 
 
@@ -156,9 +235,21 @@ def test_a_ppo_checkpoint_is_a_policy_teacher(cartpole_pair_runs):
 
 def test_play_writes_rendered_mujoco_frames_from_a_reacher_checkpoint(tmp_path):
     pytest.importorskip("mujoco")
-    run = fit(str(REPO / "configs/teacher/ppo_reacher.yaml"), tmp_path, "reacher", "--trainer.max_epochs", "1",
-              "--data.init_args.num_envs", "1", "--data.init_args.n_steps", "64",
-              "--trainer.check_val_every_n_epoch", "1", "--data.init_args.evaluation.episodes", "1")
+    run = fit(
+        str(REPO / "configs/teacher/ppo_reacher.yaml"),
+        tmp_path,
+        "reacher",
+        "--trainer.max_epochs",
+        "1",
+        "--data.init_args.num_envs",
+        "1",
+        "--data.init_args.n_steps",
+        "64",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--data.init_args.evaluation.episodes",
+        "1",
+    )
     video = tmp_path / "reacher.mp4"
     lines: list[str] = []
     result = play(str(run / "checkpoints" / "last.ckpt"), episodes=1, video=str(video), print_fn=lines.append)

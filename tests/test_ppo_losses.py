@@ -7,8 +7,13 @@ import torch
 
 from lightning_distill.errors import ConfigError
 from lightning_distill.policies import ActionDist
-from lightning_distill.ppo_losses import (clipped_surrogate, gae, kickstarting_loss, kickstarting_weight,
-                                          select_by_advantage)
+from lightning_distill.ppo_losses import (
+    clipped_surrogate,
+    gae,
+    kickstarting_loss,
+    kickstarting_weight,
+    select_by_advantage,
+)
 
 
 def categorical(*probs: list[float]) -> ActionDist:
@@ -37,8 +42,10 @@ def test_gaussian_cross_entropy_sums_over_dimensions_and_matches_sampling():
     teacher = gaussian([[1.0, -0.5]], [[0.5, 1.5]])
     student = gaussian([[0.0, 0.3]], [[2.0, 0.7]])
     closed = student.cross_entropy_from(teacher).item()
-    per_dim = sum(math.log(s) + 0.5 * math.log(2 * math.pi) + (st**2 + (mt - ms) ** 2) / (2 * s**2)
-                  for mt, st, ms, s in ((1.0, 0.5, 0.0, 2.0), (-0.5, 1.5, 0.3, 0.7)))
+    per_dim = sum(
+        math.log(s) + 0.5 * math.log(2 * math.pi) + (st**2 + (mt - ms) ** 2) / (2 * s**2)
+        for mt, st, ms, s in ((1.0, 0.5, 0.0, 2.0), (-0.5, 1.5, 0.3, 0.7))
+    )
     assert closed == pytest.approx(per_dim, abs=1e-5)
     torch.manual_seed(0)
     samples = teacher.mean + torch.randn(200_000, 2) * teacher.log_std.exp()

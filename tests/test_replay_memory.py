@@ -35,14 +35,14 @@ def test_atari_memory_stores_each_frame_once_and_returns_the_exact_stacks():
     for _ in range(700):  # several episodes end (random play), and the memory wraps 7 times
         q = torch.zeros(num_envs, task.num_actions)
         slots = memory.add(obs, q, q.max(dim=1).values, new_episode)
-        stored.update((int(slot), stack.copy()) for slot, stack in zip(slots, obs))
+        stored.update((int(slot), stack.copy()) for slot, stack in zip(slots, obs, strict=True))
         step = env.step(rng.integers(0, task.num_actions, num_envs))
         obs, new_episode = step.obs, step.terminated | step.truncated
         episodes += int(new_episode.sum())
     env.close()
     assert episodes >= 2 and len(memory) == capacity
     batch = memory.sample()
-    for slot, stack in zip(memory.slot_of(batch["index"]).tolist(), batch["obs"]):
+    for slot, stack in zip(memory.slot_of(batch["index"]).tolist(), batch["obs"], strict=True):
         assert np.array_equal(stack.numpy(), stored[slot])
     # one frame per experience, plus the first frames of episodes and the envs' current stacks
     assert memory.frames.pool.in_use <= capacity + 3 * (episodes + 2 * num_envs) + 4 * num_envs

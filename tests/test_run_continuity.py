@@ -34,13 +34,30 @@ class StartProbe(pl.Callback):
 def dqn_run(root: Path, max_steps: int, *extra: str) -> None:
     """The shipped CartPole DQN config, evaluated every 100 updates, keeping the best
     ``probe/score`` with Lightning's own ``ModelCheckpoint`` class path (the CLI upgrades it)."""
-    callbacks = ("[{class_path: test_run_continuity.WorseEveryEvaluation}, "
-                 "{class_path: test_run_continuity.StartProbe}, "
-                 "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: "
-                 "{monitor: probe/score, mode: max, save_last: true, filename: 'best-{step}'}}]")
-    run_cli("fit", "--config", CARTPOLE_DQN, *csv_logger(root, "dqn"), *QUIET, "--trainer.callbacks", callbacks,
-            "--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", "100",
-            "--data.init_args.learning_starts", "50", "--data.init_args.evaluation", "{episodes: 2}", *extra)
+    callbacks = (
+        "[{class_path: test_run_continuity.WorseEveryEvaluation}, "
+        "{class_path: test_run_continuity.StartProbe}, "
+        "{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: "
+        "{monitor: probe/score, mode: max, save_last: true, filename: 'best-{step}'}}]"
+    )
+    run_cli(
+        "fit",
+        "--config",
+        CARTPOLE_DQN,
+        *csv_logger(root, "dqn"),
+        *QUIET,
+        "--trainer.callbacks",
+        callbacks,
+        "--trainer.max_steps",
+        str(max_steps),
+        "--trainer.val_check_interval",
+        "100",
+        "--data.init_args.learning_starts",
+        "50",
+        "--data.init_args.evaluation",
+        "{episodes: 2}",
+        *extra,
+    )
 
 
 def step_of(path: Path) -> int:
@@ -75,8 +92,15 @@ def test_last_ckpt_is_the_latest_state_and_a_resume_continues_the_same_run_with_
     assert sorted(p.name for p in run_dir.glob("config*.yaml")) == ["config.until-300.yaml", "config.yaml"]
     capsys.readouterr()
 
-    run_cli("validate", "--config", CARTPOLE_DQN, "--ckpt_path", str(checkpoints / "last.ckpt"),
-            *csv_logger(tmp_path, "validate"), *QUIET)
+    run_cli(
+        "validate",
+        "--config",
+        CARTPOLE_DQN,
+        "--ckpt_path",
+        str(checkpoints / "last.ckpt"),
+        *csv_logger(tmp_path, "validate"),
+        *QUIET,
+    )
     evaluated = pd.read_csv(tmp_path / "validate" / "version_0" / "metrics.csv")
     assert evaluated["step"].tolist() == [400]  # the evaluated checkpoint's update, not 0
 

@@ -46,8 +46,9 @@ def test_version_suffix_is_accepted_for_atari_and_minatar():
     assert Task("MinAtar/Breakout-v0").backend == "minatar"
 
 
-@pytest.mark.parametrize("game,channels", [("Asterix", 4), ("Breakout", 4), ("Freeway", 7),
-                                           ("Seaquest", 10), ("SpaceInvaders", 6)])
+@pytest.mark.parametrize(
+    "game,channels", [("Asterix", 4), ("Breakout", 4), ("Freeway", 7), ("Seaquest", 10), ("SpaceInvaders", 6)]
+)
 def test_minatar_is_channels_first_with_six_union_actions(game, channels):
     task = Task(f"MinAtar/{game}")
     assert task.obs_shape == (channels, 10, 10)
@@ -61,11 +62,14 @@ def test_gym_tasks_report_their_spaces():
     assert acrobot.num_actions == 3 and acrobot.obs_shape == (6,)
 
 
-@pytest.mark.parametrize("bad,suggestion", [
-    ("ALE/Breakot", "ALE/Breakout"),
-    ("MinAtar/Pong", "MinAtar/Breakout"),
-    ("CartPol-v1", "CartPole-v1"),
-])
+@pytest.mark.parametrize(
+    "bad,suggestion",
+    [
+        ("ALE/Breakot", "ALE/Breakout"),
+        ("MinAtar/Pong", "MinAtar/Breakout"),
+        ("CartPol-v1", "CartPole-v1"),
+    ],
+)
 def test_unknown_task_fails_with_one_line_listing_valid_names(bad, suggestion):
     with pytest.raises(TaskError) as info:
         Task(bad)

@@ -36,8 +36,15 @@ def atari_obs(n: int = 5) -> torch.Tensor:
 def cleanrl_atari_network(num_actions: int) -> nn.Sequential:
     """The layer layout of CleanRL's dqn_atari.py QNetwork (``network.0`` .. ``network.9``)."""
     return nn.Sequential(
-        nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+        nn.Conv2d(4, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3136, 512),
+        nn.ReLU(),
         nn.Linear(512, num_actions),
     )
 
@@ -58,8 +65,15 @@ def test_sb3_cnn_dqn_zip_loads_as_a_teacher_with_the_same_q_values(tmp_path):
 
 
 def test_sb3_mlp_dqn_zip_loads_for_a_vector_task(tmp_path):
-    model = sb3.DQN("MlpPolicy", "CartPole-v1", buffer_size=10, learning_starts=0, seed=0, device="cpu",
-                    policy_kwargs={"net_arch": [32, 16]})
+    model = sb3.DQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        buffer_size=10,
+        learning_starts=0,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"net_arch": [32, 16]},
+    )
     model.save(tmp_path / "cartpole_dqn.zip")
     teacher = load_teacher(tmp_path / "cartpole_dqn.zip", "CartPole-v1")
     obs = torch.randn(7, 4)
@@ -115,8 +129,14 @@ def test_foreign_formats_need_a_task_and_bundled_names_are_checked(tmp_path):
 def test_sb3_ppo_zip_is_a_policy_teacher_with_the_same_distribution_and_value(tmp_path, env_id):
     from lightning_distill.teachers import PolicyTeacher
 
-    model = sb3.PPO("MlpPolicy", env_id, seed=0, device="cpu", n_steps=64,
-                    policy_kwargs={"net_arch": {"pi": [32, 16], "vf": [24]}, "activation_fn": nn.ReLU})
+    model = sb3.PPO(
+        "MlpPolicy",
+        env_id,
+        seed=0,
+        device="cpu",
+        n_steps=64,
+        policy_kwargs={"net_arch": {"pi": [32, 16], "vf": [24]}, "activation_fn": nn.ReLU},
+    )
     with torch.no_grad():  # move off the initial weights, so a mix-up of layers would show
         for p in model.policy.parameters():
             p.add_(0.1 * torch.randn_like(p))

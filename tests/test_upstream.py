@@ -17,11 +17,16 @@ def test_every_private_method_used_is_still_there_with_the_same_parameters():
 
 
 def test_a_moved_private_method_is_reported_by_name(monkeypatch):
-    monkeypatch.setitem(upstream.PRIVATE_METHODS, "torchrl.data.replay_buffers.writers.Writer",
-                        (("_empty", ("self",)), ("_no_such_method", ("self",))))
+    monkeypatch.setitem(
+        upstream.PRIVATE_METHODS,
+        "torchrl.data.replay_buffers.writers.Writer",
+        (("_empty", ("self",)), ("_no_such_method", ("self",))),
+    )
     moved = upstream.moved_private_methods()
-    assert moved == ["torchrl.data.replay_buffers.writers.Writer._empty now takes ('self', 'empty_write_count'), "
-                     "not ('self',)", "torchrl.data.replay_buffers.writers.Writer._no_such_method is gone"]
+    assert moved == [
+        "torchrl.data.replay_buffers.writers.Writer._empty now takes ('self', 'empty_write_count'), not ('self',)",
+        "torchrl.data.replay_buffers.writers.Writer._no_such_method is gone",
+    ]
 
 
 def test_model_checkpoint_intervals_read_as_configured():
@@ -59,7 +64,7 @@ def test_storage_adapters_read_and_set_what_the_replay_writer_relies_on():
     upstream.set_storage_length(storage, 8)
     assert len(storage) == 8
     upstream.set_last_cursor(storage, torch.tensor([5]))
-    assert int(storage._last_cursor) == 5  # noqa: SLF001  (what TorchRL's set_cursor would have recorded)
+    assert int(storage._last_cursor) == 5
 
 
 def test_the_replay_writer_reaches_the_storage_its_buffer_registered():

@@ -11,9 +11,18 @@ import pytest
 from conftest import REPO, one_line_error, run_cli
 
 PAIR = str(REPO / "configs/repaint/cartpole.yaml")  # loggers: CSV and W&B with offline: true
-SHORT = ("--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false", "--data.init_args.evaluation", "{episodes: 1}",
-         "--trainer.callbacks", "[]")
+SHORT = (
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--data.init_args.evaluation",
+    "{episodes: 1}",
+    "--trainer.callbacks",
+    "[]",
+)
 
 
 @pytest.fixture
@@ -31,8 +40,7 @@ def wandb_runs(root: Path) -> list[str]:
     return sorted(p.name.split("-")[0] for p in (root / "runs" / "wandb").glob("*run-*"))
 
 
-def test_wandb_mode_online_starts_an_online_run_despite_offline_in_the_config(no_wandb_account, monkeypatch,
-                                                                               capsys):
+def test_wandb_mode_online_starts_an_online_run_despite_offline_in_the_config(no_wandb_account, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_MODE", "online")
     line = one_line_error(capsys, "fit", "--config", PAIR, *SHORT)
     # only an online run needs an account: the config's offline: true did not win
@@ -43,8 +51,15 @@ def test_wandb_mode_online_starts_an_online_run_despite_offline_in_the_config(no
 
 def test_wandb_mode_offline_starts_an_offline_run_despite_offline_false(no_wandb_account, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    run_cli("fit", "--config", PAIR, *SHORT, "--trainer.logger", "[{class_path: lightning_distill.loggers.WandbLogger, "
-            "init_args: {save_dir: runs, project: lightning_distill, offline: false}}]")
+    run_cli(
+        "fit",
+        "--config",
+        PAIR,
+        *SHORT,
+        "--trainer.logger",
+        "[{class_path: lightning_distill.loggers.WandbLogger, "
+        "init_args: {save_dir: runs, project: lightning_distill, offline: false}}]",
+    )
     assert wandb_runs(no_wandb_account) == ["offline"]
 
 
@@ -55,8 +70,9 @@ def test_wandb_mode_disabled_creates_no_wandb_run(no_wandb_account, monkeypatch)
     assert list((no_wandb_account / "runs" / "repaint_cartpole" / "repaint").glob("version_0/metrics.csv"))
 
 
-def test_a_run_that_fails_before_training_leaves_no_run_behind_and_prints_its_error_last(no_wandb_account,
-                                                                                         monkeypatch, capfd):
+def test_a_run_that_fails_before_training_leaves_no_run_behind_and_prints_its_error_last(
+    no_wandb_account, monkeypatch, capfd
+):
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(SystemExit):
         run_cli("fit", "--config", PAIR, *SHORT, "--data.init_args.teacher", "no_such_teacher.ckpt")

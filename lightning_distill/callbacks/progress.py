@@ -84,7 +84,8 @@ class RLProgress(ProgressBar):
         return trainer.global_step, trainer.max_steps, "upd"
 
     def status(self, trainer: pl.Trainer) -> str:
-        """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` (``it/s`` for PPO) from the data module and logged metrics."""
+        """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` (``it/s`` for PPO), from the data module
+        and the logged metrics."""
         parts = []
         datamodule = trainer.datamodule
         if isinstance(datamodule, ExperienceSource):
@@ -132,11 +133,18 @@ class RLProgress(ProgressBar):
             from tqdm.auto import tqdm
 
             done, total, unit = self.position(trainer)
-            self._bar = tqdm(total=total, initial=done, unit=unit, dynamic_ncols=True, file=sys.stdout,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]")
+            self._bar = tqdm(
+                total=total,
+                initial=done,
+                unit=unit,
+                dynamic_ncols=True,
+                file=sys.stdout,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]",
+            )
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._draw(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -12,7 +12,7 @@ evaluation and, when fit ends, the table of the best evaluation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
@@ -62,11 +62,13 @@ class TeacherComparison(pl.Callback):
     def _measure_teachers(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
         datamodule = trainer.datamodule
         if not isinstance(datamodule, TeacherSource) or not isinstance(datamodule, ExperienceSource):
-            raise ConfigError("TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
-                              f"got {type(datamodule).__name__}; give teacher_scores instead")
+            raise ConfigError(
+                "TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
+                f"got {type(datamodule).__name__}; give teacher_scores instead"
+            )
         budget = datamodule.evaluation.as_kwargs()
         scores = []
-        for task, teacher in zip(datamodule.tasks, datamodule.load_teachers()):
+        for task, teacher in zip(datamodule.tasks, datamodule.load_teachers(), strict=True):
             teacher = teacher.to(pl_module.device)
             result = evaluate(teacher.act, task, device=pl_module.device, **budget)
             rank_zero_info(f"teacher {task.id}: {result.mean:.2f} over {result.count} episodes")
@@ -90,7 +92,7 @@ class TeacherComparison(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rows = []
-        for task, teacher_score in zip(pl_module.tasks, self.teacher_scores):
+        for task, teacher_score in zip(pl_module.tasks, self.teacher_scores, strict=True):
             result = pl_module.last_evaluation.get(task.id)
             if result is None:
                 return

@@ -93,8 +93,15 @@ class WandbMedia(pl.Callback):
         out = {}
         for i, task in enumerate(pl_module.tasks):
             frames: list = []
-            evaluate(pl_module.policy(i), task, steps=self.video_steps, num_envs=1, seed=trainer.global_step,
-                     device=pl_module.device, on_frame=frames.append)
+            evaluate(
+                pl_module.policy(i),
+                task,
+                steps=self.video_steps,
+                num_envs=1,
+                seed=trainer.global_step,
+                device=pl_module.device,
+                on_frame=frames.append,
+            )
             if not frames:
                 continue
             path = folder / "videos" / f"{task.id.replace('/', '_')}_{trainer.global_step}.mp4"
@@ -102,13 +109,14 @@ class WandbMedia(pl.Callback):
             out[f"media/{task.id}"] = wandb.Video(str(path), format="mp4")
         return out
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         datamodule = trainer.datamodule
         if not isinstance(datamodule, ReplaySource) or not pl_module.should_log(after_update=True):
             return
         metrics = {}
-        for task, memory in zip(pl_module.tasks, datamodule.memories):
+        for task, memory in zip(pl_module.tasks, datamodule.memories, strict=True):
             shares = partition_shares(memory)
             for j, share in enumerate(shares or []):
                 metrics[f"replay/{task.id}/partition_{j}"] = share

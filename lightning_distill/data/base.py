@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -16,7 +17,6 @@ from torch.utils.data import DataLoader, IterableDataset
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
-
 
 
 class RLDataModule(pl.LightningDataModule):
@@ -86,8 +86,11 @@ class RLDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Counters and statistics a resumed run continues from (Lightning stores this in
         every checkpoint; subclasses add their replay)."""
-        return {"env_steps": self.env_steps, "epsilon": self.epsilon,
-                "returns": {task_id: list(returns) for task_id, returns in self._returns.items()}}
+        return {
+            "env_steps": self.env_steps,
+            "epsilon": self.epsilon,
+            "returns": {task_id: list(returns) for task_id, returns in self._returns.items()},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])

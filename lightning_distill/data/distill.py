@@ -8,17 +8,16 @@ task, one minibatch per task is sampled and the list of them is one training bat
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
 from lightning_distill.data.base import RLDataModule, Stream, _as_is
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
-from jsonargparse import lazy_instance
-
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
@@ -66,7 +65,9 @@ class DistillDataModule(RLDataModule):
                 f"{[t.id for t in self._tasks]}: give one teacher per task, in the same order"
             )
         if train_freq < 1 or num_envs < 1 or batch_size < 1:
-            raise ConfigError(f"train_freq, num_envs and batch_size must be >= 1, got {train_freq}, {num_envs}, {batch_size}")
+            raise ConfigError(
+                f"train_freq, num_envs and batch_size must be >= 1, got {train_freq}, {num_envs}, {batch_size}"
+            )
         self.teacher_refs = [str(t) for t in teachers]
         self.replay = replay or UniformReplay()
         self.num_envs = num_envs
@@ -89,7 +90,7 @@ class DistillDataModule(RLDataModule):
         if self.teachers is None:
             from lightning_distill.teachers import load_teacher
 
-            self.teachers = [load_teacher(ref, task) for ref, task in zip(self.teacher_refs, self._tasks)]
+            self.teachers = [load_teacher(ref, task) for ref, task in zip(self.teacher_refs, self._tasks, strict=True)]
         return self.teachers
 
     def setup(self, stage: str) -> None:
@@ -101,9 +102,13 @@ class DistillDataModule(RLDataModule):
             self._rng = np.random.default_rng(seed)
             self.envs = [make_vec_env(t, self.num_envs, seed=seed + 1000 * i) for i, t in enumerate(self._tasks)]
             self.memories = [
-                TaskMemory(self.replay.make_buffer(task, teacher, self.batch_size, seed=seed + 1000 * i),
-                           task, self.batch_size, self.num_envs)
-                for i, (task, teacher) in enumerate(zip(self._tasks, self.teachers))
+                TaskMemory(
+                    self.replay.make_buffer(task, teacher, self.batch_size, seed=seed + 1000 * i),
+                    task,
+                    self.batch_size,
+                    self.num_envs,
+                )
+                for i, (task, teacher) in enumerate(zip(self._tasks, self.teachers, strict=True))
             ]
             self._obs = [env.reset() for env in self.envs]
             self._new_episode = [np.ones(self.num_envs, dtype=bool) for _ in self.envs]
@@ -123,7 +128,9 @@ class DistillDataModule(RLDataModule):
         if next(self.teachers[0].parameters()).device != device:
             self.teachers = [teacher.to(device) for teacher in self.teachers]
         for _ in range(steps):
-            for i, (task, env, teacher, memory) in enumerate(zip(self._tasks, self.envs, self.teachers, self.memories)):
+            for i, (task, env, teacher, memory) in enumerate(
+                zip(self._tasks, self.envs, self.teachers, self.memories, strict=True)
+            ):
                 obs = self._obs[i]
                 obs_t = torch.as_tensor(obs, device=device)
                 greedy = module.policy(i)(obs_t).cpu().numpy()
@@ -174,8 +181,10 @@ class DistillDataModule(RLDataModule):
         if memories is None and self.checkpoint_replay and self.memories:
             from lightning.pytorch.utilities import rank_zero_warn
 
-            rank_zero_warn("the checkpoint holds no replay (it was written with checkpoint_replay: false): "
-                           "the memories fill again from empty")
+            rank_zero_warn(
+                "the checkpoint holds no replay (it was written with checkpoint_replay: false): "
+                "the memories fill again from empty"
+            )
 
     def _stream(self) -> Iterator:
         while True:

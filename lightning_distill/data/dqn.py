@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from lightning_distill.data.base import RLDataModule, Stream, _as_is
-from lightning_distill.errors import ConfigError
 from lightning_distill.envs import VecEnv, make_vec_env
+from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
 from lightning_distill.replay import make_uniform_replay
 from lightning_distill.tasks import Task
@@ -89,13 +89,18 @@ class DQNDataModule(RLDataModule):
                 greedy = policy(obs.to(module.device)).cpu().numpy()
             actions = epsilon_greedy(greedy, self.epsilon, self.task.num_actions, self._rng)
             step = self.env.step(actions)
-            self.replay.extend(TensorDict({
-                "obs": obs,
-                "action": torch.as_tensor(actions),
-                "reward": torch.as_tensor(step.reward),
-                "next_obs": torch.as_tensor(step.next_obs),
-                "terminated": torch.as_tensor(step.terminated),
-            }, batch_size=[self.num_envs]))
+            self.replay.extend(
+                TensorDict(
+                    {
+                        "obs": obs,
+                        "action": torch.as_tensor(actions),
+                        "reward": torch.as_tensor(step.reward),
+                        "next_obs": torch.as_tensor(step.next_obs),
+                        "terminated": torch.as_tensor(step.terminated),
+                    },
+                    batch_size=[self.num_envs],
+                )
+            )
             self._obs = step.obs
             self.env_steps += self.num_envs
             finished = self.env.episodes.pop_finished()
@@ -121,4 +126,3 @@ class DQNDataModule(RLDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
-

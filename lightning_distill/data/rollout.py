@@ -18,7 +18,8 @@ module's (``modules/ppo.py``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,6 @@ from lightning_distill.evaluation import EvalBudget
 from lightning_distill.policies import ActionDist
 from lightning_distill.seeding import TEACHER_SEED_OFFSET
 from lightning_distill.tasks import Task
-
 
 
 class EnvRunner:
@@ -60,9 +60,15 @@ class EnvRunner:
             if self.bounds is not None:
                 env_action = np.clip(env_action, *self.bounds)
             step = self.env.step(env_action)
-            for key, value in (("obs", obs), ("action", action.cpu()), ("log_prob", log_prob.cpu()),
-                               ("reward", step.reward), ("next_obs", step.next_obs),
-                               ("terminated", step.terminated), ("truncated", step.truncated)):
+            for key, value in (
+                ("obs", obs),
+                ("action", action.cpu()),
+                ("log_prob", log_prob.cpu()),
+                ("reward", step.reward),
+                ("next_obs", step.next_obs),
+                ("terminated", step.terminated),
+                ("truncated", step.truncated),
+            ):
                 out[key].append(torch.as_tensor(value))
             self.obs = step.obs
         return {k: torch.stack(v) for k, v in out.items()}
@@ -120,11 +126,15 @@ class RolloutDataModule(RLDataModule):
             return
         module = self.trainer.lightning_module
         if not isinstance(module, TransferLearner):
-            raise ConfigError(f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}")
+            raise ConfigError(
+                f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}"
+            )
         needs_teacher = module.kickstarts or module.transfers_instances
         if needs_teacher and self.teacher_ref is None:
-            raise ConfigError(f"model.method {module.method!r} needs a teacher: set data.teacher "
-                              "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)")
+            raise ConfigError(
+                f"model.method {module.method!r} needs a teacher: set data.teacher "
+                "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)"
+            )
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher().to(module.device)
         self.student_runner = EnvRunner(self.task, self.num_envs, self.rank_seed)
@@ -136,8 +146,10 @@ class RolloutDataModule(RLDataModule):
 
         teacher = load_teacher(self.teacher_ref, self.task)
         if not isinstance(teacher, PolicyTeacher):
-            raise ConfigError(f"data.teacher {self.teacher_ref!r} is a Q-network teacher; REPAINT needs a policy "
-                              "(actor-critic) teacher: a PPO checkpoint of this project or an SB3 PPO .zip")
+            raise ConfigError(
+                f"data.teacher {self.teacher_ref!r} is a Q-network teacher; REPAINT needs a policy "
+                "(actor-critic) teacher: a PPO checkpoint of this project or an SB3 PPO .zip"
+            )
         return teacher
 
     def teardown(self, stage: str) -> None:
@@ -175,8 +187,10 @@ class RolloutDataModule(RLDataModule):
         shape = obs.shape[:2]
         if dist.discrete:
             return {"teacher_logits": dist.logits.reshape(*shape, -1).cpu()}
-        return {"teacher_mean": dist.mean.reshape(*shape, -1).cpu(),
-                "teacher_log_std": dist.log_std.reshape(*shape, -1).cpu()}
+        return {
+            "teacher_mean": dist.mean.reshape(*shape, -1).cpu(),
+            "teacher_log_std": dist.log_std.reshape(*shape, -1).cpu(),
+        }
 
     def state_dict(self) -> dict:
         return super().state_dict() | {"recent_returns": list(self.recent_returns)}

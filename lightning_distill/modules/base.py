@@ -7,8 +7,9 @@ import importlib
 import math
 import sys
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -48,8 +49,9 @@ class RLModule(pl.LightningModule):
     def require_one_task(self) -> Task:
         """The task of a single-task agent (DQN, PPO), or one line naming the tasks given."""
         if len(self.tasks) != 1:
-            raise ConfigError(f"{type(self).__name__} learns one task, got {len(self.tasks)}: "
-                              f"{[t.id for t in self.tasks]}")
+            raise ConfigError(
+                f"{type(self).__name__} learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}"
+            )
         return self.tasks[0]
 
     @classmethod
@@ -136,8 +138,9 @@ class RLModule(pl.LightningModule):
         pooled = self.all_gather(padded).reshape(-1)
         return EvalResult.from_returns(pooled[~pooled.isnan()].tolist())
 
-    def reduce_across_ranks(self, metrics: Mapping[str, float | torch.Tensor], sums: tuple[str, ...] = ()
-                            ) -> dict[str, float]:
+    def reduce_across_ranks(
+        self, metrics: Mapping[str, float | torch.Tensor], sums: tuple[str, ...] = ()
+    ) -> dict[str, float]:
         """Means over ranks (sums for the keys in ``sums``), leaving out ranks where a value is
         NaN (say, no episode finished there yet); the finite results only.
 
@@ -149,7 +152,7 @@ class RLModule(pl.LightningModule):
             mean = gathered.nanmean(dim=0)
             total = gathered.nan_to_num().sum(dim=0)
             values = torch.where(torch.tensor([k in sums for k in keys], device=self.device), total, mean)
-        return {k: float(v) for k, v in zip(keys, values.tolist()) if math.isfinite(v)}
+        return {k: float(v) for k, v in zip(keys, values.tolist(), strict=True) if math.isfinite(v)}
 
     def check_finite(self, loss: torch.Tensor, parts: Mapping[str, torch.Tensor] | None = None) -> None:
         """Stop the run with one line when ``loss`` is NaN or infinite, before its gradients
@@ -158,8 +161,11 @@ class RLModule(pl.LightningModule):
         ``parts`` (name -> value) say which term went bad."""
         if bool(torch.isfinite(loss)):
             return
-        bad = [f"{name}={float(value):.4g}" for name, value in (parts or {}).items()
-               if not bool(torch.isfinite(torch.as_tensor(value)))]
+        bad = [
+            f"{name}={float(value):.4g}"
+            for name, value in (parts or {}).items()
+            if not bool(torch.isfinite(torch.as_tensor(value)))
+        ]
         last = self.newest_checkpoint()
         raise TrainingDiverged(
             f"the loss became {float(loss.detach())} at update {self.global_step}"
@@ -250,4 +256,3 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
             "import other formats with lightning_distill.teachers.load_teacher"
         )
     return checkpoint
-

@@ -7,7 +7,8 @@ sampled experiences' priorities ``|delta|`` go back to the task's replay.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from tensordict import TensorDict
@@ -83,8 +84,13 @@ class Distillation(RLModule):
         """The student of the hyperparameters; ``extractor_specs`` (``networks.encoder_spec``)
         give the proposed student's per-task extractors another shape (their teachers')."""
         head_hidden = self.hparams.head_hidden
-        student = make_student(self.hparams.architecture, self.tasks, None if head_hidden == "auto" else head_hidden,
-                               tuple(self.hparams.extractor_hidden), extractor_specs)
+        student = make_student(
+            self.hparams.architecture,
+            self.tasks,
+            None if head_hidden == "auto" else head_hidden,
+            tuple(self.hparams.extractor_hidden),
+            extractor_specs,
+        )
         if self.hparams.freeze_extractors:
             for extractor in student.per_task_extractors() or []:
                 extractor.requires_grad_(False)
@@ -118,11 +124,13 @@ class Distillation(RLModule):
             try:
                 specs.append(encoder_spec(teacher.network.features))
             except ConfigError as exc:
-                raise ConfigError(f"the teacher of {task.id!r} cannot initialise an extractor: {exc}; "
-                                  "set model.init_args.init_from_teachers: false") from None
+                raise ConfigError(
+                    f"the teacher of {task.id!r} cannot initialise an extractor: {exc}; "
+                    "set model.init_args.init_from_teachers: false"
+                ) from None
         if specs != self.student.extractor_specs():
             self.student = self.build_student(specs)
-        for extractor, teacher in zip(self.student.per_task_extractors() or [], teachers):
+        for extractor, teacher in zip(self.student.per_task_extractors() or [], teachers, strict=True):
             extractor.load_state_dict(teacher.network.features.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -143,8 +151,9 @@ class Distillation(RLModule):
         total = torch.zeros((), device=self.device)
         for i, minibatch in enumerate(batch):
             q_student = self.student(minibatch["obs"], i)
-            out = distillation_loss(q_student, minibatch["q_teacher"], self.hparams.loss, self.hparams.tau,
-                                    minibatch["weight"])
+            out = distillation_loss(
+                q_student, minibatch["q_teacher"], self.hparams.loss, self.hparams.tau, minibatch["weight"]
+            )
             total = total + out.loss
             datamodule.update_priority(i, minibatch["index"], out.priority)
             metrics[f"train/{self.tasks[i].id}/loss"] = out.loss.detach()
@@ -159,5 +168,6 @@ class Distillation(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.student.parameters() if p.requires_grad]
-        return torch.optim.RMSprop(params, lr=self.hparams.lr, alpha=self.hparams.rmsprop_alpha,
-                                   eps=self.hparams.rmsprop_eps)
+        return torch.optim.RMSprop(
+            params, lr=self.hparams.lr, alpha=self.hparams.rmsprop_alpha, eps=self.hparams.rmsprop_eps
+        )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
 from lightning_distill.networks import make_q_network
@@ -73,7 +73,7 @@ class DQN(RLModule):
     def policy(self, task_index: int = 0) -> Policy:
         return lambda obs: self.q_net(obs).argmax(dim=-1)
 
-    def as_teacher(self) -> "Teacher":
+    def as_teacher(self) -> Teacher:
         """This agent's Q-network, frozen, as a distillation teacher."""
         from lightning_distill.teachers import Teacher
 
@@ -102,7 +102,9 @@ class DQN(RLModule):
         if self.global_step % self.hparams.target_update_interval == 0:
             self.target_net.load_state_dict(self.q_net.state_dict())
         if self.should_log():
-            self.log_dict({"train/loss": loss, "train/q_mean": q.mean()}, batch_size=len(q), prog_bar=True, sync_dist=True)
+            self.log_dict(
+                {"train/loss": loss, "train/q_mean": q.mean()}, batch_size=len(q), prog_bar=True, sync_dist=True
+            )
             self.log_episode_stats()
         return loss
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tensordict import TensorDict
@@ -29,11 +30,17 @@ from tensordict import TensorDict
 from lightning_distill.contracts import RolloutSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
-from lightning_distill.networks import as_widths
 from lightning_distill.modules.base import RLModule
+from lightning_distill.networks import as_widths
 from lightning_distill.policies import ActionDist, ActorCritic
-from lightning_distill.ppo_losses import (BETA_SCHEDULES, clipped_surrogate, gae, kickstarting_loss,
-                                          kickstarting_weight, select_by_advantage)
+from lightning_distill.ppo_losses import (
+    BETA_SCHEDULES,
+    clipped_surrogate,
+    gae,
+    kickstarting_loss,
+    kickstarting_weight,
+    select_by_advantage,
+)
 from lightning_distill.tasks import Task
 
 if TYPE_CHECKING:
@@ -123,8 +130,12 @@ class PPO(RLModule):
         self._save_task_hparams()
         self.automatic_optimization = False
         self.kickstarts, self.transfers_instances = METHODS[method]
-        self.actor_critic = ActorCritic(task, extractor_hidden=tuple(extractor_hidden), head_hidden=as_widths(head_hidden),
-                                        log_std_init=log_std_init)
+        self.actor_critic = ActorCritic(
+            task,
+            extractor_hidden=tuple(extractor_hidden),
+            head_hidden=as_widths(head_hidden),
+            log_std_init=log_std_init,
+        )
         self.record = TransferRecord()
 
     # -- acting --------------------------------------------------------------------------
@@ -133,7 +144,7 @@ class PPO(RLModule):
         """The most likely action: greedy for categorical, the clipped mean for Gaussian."""
         return self.actor_critic.act
 
-    def as_teacher(self) -> "PolicyTeacher":
+    def as_teacher(self) -> PolicyTeacher:
         """This agent's actor-critic, frozen, as a REPAINT teacher."""
         from lightning_distill.teachers import PolicyTeacher
 
@@ -162,8 +173,15 @@ class PPO(RLModule):
         """GAE of a [T, N] rollout under the student's current critic, and the critic's V(s)."""
         obs, next_obs = rollout["obs"], rollout["next_obs"]
         values = self.actor_critic.value(torch.cat([obs, next_obs]).flatten(0, 1)).view(2, *obs.shape[:2])
-        return gae(rollout["reward"], values[0], values[1], rollout["terminated"], rollout["truncated"],
-                   self.hparams.gamma, self.hparams.gae_lambda), values[0]
+        return gae(
+            rollout["reward"],
+            values[0],
+            values[1],
+            rollout["terminated"],
+            rollout["truncated"],
+            self.hparams.gamma,
+            self.hparams.gae_lambda,
+        ), values[0]
 
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
         hp = self.hparams
@@ -183,7 +201,7 @@ class PPO(RLModule):
             # returns fewer parts when a size is small, and zip would then drop student minibatches)
             student_parts = torch.randperm(n, device=self.device).tensor_split(hp.minibatches)
             teacher_parts = torch.randperm(n_kept, device=self.device).tensor_split(hp.minibatches)
-            for part, teacher_part in zip(student_parts, teacher_parts):
+            for part, teacher_part in zip(student_parts, teacher_parts, strict=True):
                 teacher_mb = kept[teacher_part] if len(teacher_part) else None
                 loss, parts = self.loss(samples[part], teacher_mb, beta)
                 self.check_finite(loss, parts)
@@ -238,8 +256,9 @@ class PPO(RLModule):
         parts["loss/value"] = value_loss.detach()
         return loss, parts
 
-    def log_iteration(self, stats: dict[str, list[torch.Tensor]], beta: float, kept: TensorDict | None,
-                      batch: TensorDict) -> None:
+    def log_iteration(
+        self, stats: dict[str, list[torch.Tensor]], beta: float, kept: TensorDict | None, batch: TensorDict
+    ) -> None:
         """Per-iteration metrics (logged at the epoch's end: one row per iteration ``k``),
         averaged over DDP ranks (env steps and kept samples summed)."""
         metrics: dict[str, float | torch.Tensor] = {key: torch.stack(values).mean() for key, values in stats.items()}
@@ -268,10 +287,19 @@ class PPO(RLModule):
         datamodule = self.trainer.datamodule
         uses_teacher = self.kickstarts or self.transfers_instances
         teacher = datamodule.teacher_ref if uses_teacher and isinstance(datamodule, RolloutSource) else None
-        best = max((cb.best_model_score for cb in self.trainer.checkpoint_callbacks
-                    if cb.monitor == "eval/return" and cb.best_model_score is not None), default=None)
-        rank_zero_info(self.record.summary(self.tasks[0].id, self.method, teacher,
-                                           self.hparams.target_score, None if best is None else float(best)))
+        best = max(
+            (
+                cb.best_model_score
+                for cb in self.trainer.checkpoint_callbacks
+                if cb.monitor == "eval/return" and cb.best_model_score is not None
+            ),
+            default=None,
+        )
+        rank_zero_info(
+            self.record.summary(
+                self.tasks[0].id, self.method, teacher, self.hparams.target_score, None if best is None else float(best)
+            )
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -315,24 +343,32 @@ class TransferRecord:
             self.teacher_return_iterations += 1
             self.teacher_return_sum += metrics["transfer/teacher_return"]
 
-    def summary(self, task: str, method: str, teacher: str | None, target: float | None,
-                best_evaluation: float | None) -> str:
-        lines = [f"{method} on {task}" + (f" from teacher {teacher}" if teacher else "")
-                 + f": {self.iterations} iteration{'s' * (self.iterations != 1)}, "
-                 f"{self.env_steps:,.0f} env steps of the student",
-                 f"  final train/return {self.final_return:.4g}"
-                 + ("" if best_evaluation is None else f"; best evaluation {best_evaluation:.4g}")]
+    def summary(
+        self, task: str, method: str, teacher: str | None, target: float | None, best_evaluation: float | None
+    ) -> str:
+        lines = [
+            f"{method} on {task}"
+            + (f" from teacher {teacher}" if teacher else "")
+            + f": {self.iterations} iteration{'s' * (self.iterations != 1)}, "
+            f"{self.env_steps:,.0f} env steps of the student",
+            f"  final train/return {self.final_return:.4g}"
+            + ("" if best_evaluation is None else f"; best evaluation {best_evaluation:.4g}"),
+        ]
         if target is not None:
             reached = f"first reached at iteration K = {self.k_target}" if self.k_target else "not reached"
             lines.append(f"  target {target:g}: {reached}")
         if teacher:
             transfer = f"  transfer: beta_k {self.beta_k:.3g} at the end"
             if self.transfer_iterations:
-                transfer += f"; kept {100 * self.kept_fraction_sum / self.transfer_iterations:.1f}% of the " \
-                            "teacher's samples (mean over iterations)"
+                transfer += (
+                    f"; kept {100 * self.kept_fraction_sum / self.transfer_iterations:.1f}% of the "
+                    "teacher's samples (mean over iterations)"
+                )
             if self.teacher_return_iterations:
-                transfer += (f"; the teacher's return in the target task "
-                             f"{self.teacher_return_sum / self.teacher_return_iterations:.4g}")
+                transfer += (
+                    f"; the teacher's return in the target task "
+                    f"{self.teacher_return_sum / self.teacher_return_iterations:.4g}"
+                )
             lines.append(transfer)
         return "\n".join(lines)
 

@@ -33,9 +33,7 @@ def make_uniform_replay(capacity: int, batch_size: int):
         raise ConfigError(f"replay capacity and batch size must be >= 1, got {capacity} and {batch_size}")
     from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
 
-    return TensorDictReplayBuffer(
-        storage=LazyTensorStorage(capacity), sampler=RandomSampler(), batch_size=batch_size
-    )
+    return TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler(), batch_size=batch_size)
 
 
 class Replay(ABC):
@@ -52,7 +50,7 @@ class Replay(ABC):
     """
 
     @abstractmethod
-    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
 
 
@@ -79,7 +77,7 @@ class UniformReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
 
-    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
         from lightning_distill.replay.sampler import HierarchicalSampler
         from lightning_distill.replay.writer import PartitionWriter
 
@@ -101,26 +99,35 @@ class PrioritizedReplay(Replay):
             updates, to about the rank their priority had at the last sort.
     """
 
-    def __init__(self, capacity: int = 500_000, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
-                 beta_updates: int = 1_000_000, sort_every: int = 5000) -> None:
+    def __init__(
+        self,
+        capacity: int = 500_000,
+        alpha: float = 0.7,
+        beta: float = 0.5,
+        beta_final: float = 1.0,
+        beta_updates: int = 1_000_000,
+        sort_every: int = 5000,
+    ) -> None:
         if capacity < 1:
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
-        self.sampling = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates,
-                             sort_every=sort_every)
+        self.sampling = dict(
+            alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
+        )
         self._sampler(0)  # checks the settings now, not when training starts
 
     def _sampler(self, seed: int):
         from lightning_distill.replay.sampler import HierarchicalSampler
 
-        return HierarchicalSampler(self.partitions, self.partition_capacity, window=self.window, seed=seed,
-                                   **self.sampling)
+        return HierarchicalSampler(
+            self.partitions, self.partition_capacity, window=self.window, seed=seed, **self.sampling
+        )
 
-    def value_range(self, task: "Task", teacher: "Teacher", seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: Teacher, seed: int) -> tuple[float, float] | None:
         return None
 
-    def make_buffer(self, task: "Task", teacher: "Teacher", batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
         from lightning_distill.replay.writer import PartitionWriter
 
         writer = PartitionWriter(self.partitions, self.partition_capacity, self.value_range(task, teacher, seed))
@@ -144,28 +151,42 @@ class HierarchicalReplay(PrioritizedReplay):
             ``[V_min, V_max]`` before training.
     """
 
-    def __init__(self, partitions: int = 5, partition_capacity: int = 200_000, alpha: float = 0.7,
-                 beta: float = 0.5, beta_final: float = 1.0, beta_updates: int = 1_000_000, sort_every: int = 5000,
-                 window: int = 100_000, value_steps: int = 10_000) -> None:
+    def __init__(
+        self,
+        partitions: int = 5,
+        partition_capacity: int = 200_000,
+        alpha: float = 0.7,
+        beta: float = 0.5,
+        beta_final: float = 1.0,
+        beta_updates: int = 1_000_000,
+        sort_every: int = 5000,
+        window: int = 100_000,
+        value_steps: int = 10_000,
+    ) -> None:
         if partitions < 1 or partition_capacity < 1 or value_steps < 1:
-            raise ConfigError(f"partitions, partition_capacity and value_steps must be >= 1, got "
-                              f"{partitions}, {partition_capacity}, {value_steps}")
+            raise ConfigError(
+                f"partitions, partition_capacity and value_steps must be >= 1, got "
+                f"{partitions}, {partition_capacity}, {value_steps}"
+            )
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
-        self.sampling = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates,
-                             sort_every=sort_every)
+        self.sampling = dict(
+            alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
+        )
         self._sampler(0)
 
-    def value_range(self, task: "Task", teacher: "Teacher", seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: Teacher, seed: int) -> tuple[float, float] | None:
         if self.partitions == 1:
             return None
         low, high = estimate_value_range(task, teacher, self.value_steps, seed)
-        _log(f"H-PR {task.id}: teacher values in [{low:.4g}, {high:.4g}] over {self.value_steps} steps, "
-             f"{self.partitions} partitions of {self.partition_capacity}")
+        _log(
+            f"H-PR {task.id}: teacher values in [{low:.4g}, {high:.4g}] over {self.value_steps} steps, "
+            f"{self.partitions} partitions of {self.partition_capacity}"
+        )
         return low, high
 
 
-def estimate_value_range(task: "Task", teacher: "Teacher", steps: int, seed: int = 0) -> tuple[float, float]:
+def estimate_value_range(task: Task, teacher: Teacher, steps: int, seed: int = 0) -> tuple[float, float]:
     """``[V_min, V_max]`` of ``V(s) = max_a Q_T(s, a)`` over the states the teacher visits in
     ``steps`` agent steps of its own epsilon-greedy play (the evaluation protocol's)."""
     from lightning_distill.evaluation import evaluate
@@ -177,8 +198,9 @@ def estimate_value_range(task: "Task", teacher: "Teacher", steps: int, seed: int
         values.append(q.max(dim=-1).values)
         return q.argmax(dim=-1)
 
-    evaluate(teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed,
-             device=next(teacher.parameters()).device)
+    evaluate(
+        teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed, device=next(teacher.parameters()).device
+    )
     values = torch.cat(values)
     return float(values.min()), float(values.max())
 

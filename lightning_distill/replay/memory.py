@@ -104,9 +104,14 @@ class TaskMemory:
         state = {"buffer": self.buffer.state_dict()}
         if self.frames is not None:
             pool = self.frames.pool
-            state["frames"] = {"frames": pool.frames, "refs": torch.from_numpy(pool.refs),
-                               "free": torch.from_numpy(pool.free), "num_free": pool.num_free,
-                               "held": torch.from_numpy(self.frames.held), "slot_frames": torch.from_numpy(self.slot_frames)}
+            state["frames"] = {
+                "frames": pool.frames,
+                "refs": torch.from_numpy(pool.refs),
+                "free": torch.from_numpy(pool.free),
+                "num_free": pool.num_free,
+                "held": torch.from_numpy(self.frames.held),
+                "slot_frames": torch.from_numpy(self.slot_frames),
+            }
         return state
 
     def load_state_dict(self, state: dict) -> None:

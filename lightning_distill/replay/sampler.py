@@ -61,15 +61,30 @@ class HierarchicalSampler(Sampler):
         seed: of the sampler's own random stream (saved with its state).
     """
 
-    def __init__(self, partitions: int, capacity: int, alpha: float = 0.7, beta: float = 0.5, beta_final: float = 1.0,
-                 beta_updates: int = 1_000_000, window: int = 100_000, sort_every: int = 5000,
-                 move_every: int = 8, uniform: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        partitions: int,
+        capacity: int,
+        alpha: float = 0.7,
+        beta: float = 0.5,
+        beta_final: float = 1.0,
+        beta_updates: int = 1_000_000,
+        window: int = 100_000,
+        sort_every: int = 5000,
+        move_every: int = 8,
+        uniform: bool = False,
+        seed: int = 0,
+    ) -> None:
         if min(partitions, capacity, window, sort_every, move_every) < 1:
-            raise ConfigError(f"partitions, capacity, window, sort_every and move_every must be >= 1, got "
-                              f"{partitions}, {capacity}, {window}, {sort_every}, {move_every}")
+            raise ConfigError(
+                f"partitions, capacity, window, sort_every and move_every must be >= 1, got "
+                f"{partitions}, {capacity}, {window}, {sort_every}, {move_every}"
+            )
         if alpha < 0 or not 0 <= beta <= 1 or not 0 <= beta_final <= 1 or beta_updates < 0:
-            raise ConfigError(f"need alpha >= 0, beta and beta_final in [0, 1], beta_updates >= 0; got "
-                              f"alpha={alpha}, beta={beta}, beta_final={beta_final}, beta_updates={beta_updates}")
+            raise ConfigError(
+                f"need alpha >= 0, beta and beta_final in [0, 1], beta_updates >= 0; got "
+                f"alpha={alpha}, beta={beta}, beta_final={beta_final}, beta_updates={beta_updates}"
+            )
         self.partitions, self.capacity = partitions, capacity
         self.alpha, self.beta, self.beta_final, self.beta_updates = alpha, beta, beta_final, beta_updates
         self.window, self.sort_every, self.move_every, self.uniform = window, sort_every, move_every, uniform
@@ -97,8 +112,9 @@ class HierarchicalSampler(Sampler):
         self.sizes = np.zeros(self.partitions, dtype=np.int64)
         # the last sort's keys at the guide positions (see ``_sort_key``), the sizes then, and
         # insertions since
-        self.sorted_key = self._sort_key(np.zeros(len(self.guide_positions), dtype=np.float32),
-                                         np.zeros(self.partitions, dtype=np.int64))
+        self.sorted_key = self._sort_key(
+            np.zeros(len(self.guide_positions), dtype=np.float32), np.zeros(self.partitions, dtype=np.int64)
+        )
         self.sorted_sizes = np.zeros(self.partitions, dtype=np.int64)
         self.inserted = np.zeros(self.partitions, dtype=np.int64)
         self.recent = np.full(self.window, -1, dtype=np.int64)  # partitions of the last insertions (ring)
@@ -110,15 +126,31 @@ class HierarchicalSampler(Sampler):
         self.to_move_generation: list[np.ndarray] = []  # ... unless rewritten meanwhile
         self.rng = np.random.default_rng(self._seed)
 
-    _ARRAYS = ("priority", "generation", "order", "pos", "head", "sizes", "sorted_key", "sorted_sizes", "inserted",
-               "recent", "visits")
+    _ARRAYS = (
+        "priority",
+        "generation",
+        "order",
+        "pos",
+        "head",
+        "sizes",
+        "sorted_key",
+        "sorted_sizes",
+        "inserted",
+        "recent",
+        "visits",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         state = {name: torch.from_numpy(getattr(self, name).copy()) for name in self._ARRAYS}
-        state.update(layout=[self.partitions, self.capacity, self.window], recent_pos=self.recent_pos,
-                     to_move=[torch.from_numpy(a) for a in self.to_move],
-                     to_move_generation=[torch.from_numpy(a) for a in self.to_move_generation],
-                     max_priority=self.max_priority, samples=self.samples, rng=self.rng.bit_generator.state)
+        state.update(
+            layout=[self.partitions, self.capacity, self.window],
+            recent_pos=self.recent_pos,
+            to_move=[torch.from_numpy(a) for a in self.to_move],
+            to_move_generation=[torch.from_numpy(a) for a in self.to_move_generation],
+            max_priority=self.max_priority,
+            samples=self.samples,
+            rng=self.rng.bit_generator.state,
+        )
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -143,7 +175,7 @@ class HierarchicalSampler(Sampler):
     def extend(self, index: torch.Tensor) -> None:
         slots = np.asarray(index, dtype=np.int64).reshape(-1)
         for start in range(0, len(slots), self.capacity):  # one chunk unless a batch exceeds C
-            self._insert(slots[start:start + self.capacity])
+            self._insert(slots[start : start + self.capacity])
 
     def add(self, index: int) -> None:
         self.extend(torch.as_tensor([index]))
@@ -183,7 +215,7 @@ class HierarchicalSampler(Sampler):
 
     def _count_visits(self, parts: np.ndarray) -> None:
         """Slide the window of insertions forward over ``parts``; keep ``N_j`` in step."""
-        parts = parts[-self.window:]
+        parts = parts[-self.window :]
         ring = (self.recent_pos + np.arange(len(parts))) % self.window
         left = self.recent[ring]
         self.visits -= np.bincount(left[left >= 0], minlength=self.partitions)
@@ -313,7 +345,7 @@ class HierarchicalSampler(Sampler):
         repeated = np.zeros(len(touched), dtype=bool)
         repeated[order[1:]] = ranked[1:] == ranked[:-1]
         repeated[order[:-1]] |= ranked[:-1] == ranked[1:]
-        ok = ~(repeated[:len(slots)] | repeated[len(slots):])
+        ok = ~(repeated[: len(slots)] | repeated[len(slots) :])
         slots, source, target = slots[ok], source[ok], target[ok]
         partners = self.order[target]
         self.order[source], self.order[target] = partners, slots

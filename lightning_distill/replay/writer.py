@@ -25,9 +25,13 @@ from lightning_distill.upstream import set_last_cursor, set_storage_length, writ
 def check_layout(saved: tuple[int, ...], mine: tuple[int, ...]) -> None:
     """A saved replay fits only a replay of the same partitions x capacity (and window)."""
     if tuple(saved) != tuple(mine):
+
         def show(layout):
             return f"{layout[0]} partitions x {layout[1]}" + (f" (window {layout[2]})" if len(layout) > 2 else "")
-        raise ConfigError(f"saved replay has {show(saved)}, this one {show(mine)}: resume with the same replay settings")
+
+        raise ConfigError(
+            f"saved replay has {show(saved)}, this one {show(mine)}: resume with the same replay settings"
+        )
 
 
 class PartitionWriter(Writer):
@@ -45,14 +49,17 @@ class PartitionWriter(Writer):
         value_key: the entry of the written data that holds ``V(s)``.
     """
 
-    def __init__(self, partitions: int, capacity: int, value_range: tuple[float, float] | None = None,
-                 value_key: str = "value") -> None:
+    def __init__(
+        self, partitions: int, capacity: int, value_range: tuple[float, float] | None = None, value_key: str = "value"
+    ) -> None:
         super().__init__()
         if partitions < 1 or capacity < 1:
             raise ConfigError(f"partitions and capacity must be >= 1, got {partitions} and {capacity}")
         if partitions > 1:
             if value_range is None or not all(math.isfinite(v) for v in value_range):
-                raise ConfigError(f"{partitions} partitions need a finite value range (V_min, V_max), got {value_range}")
+                raise ConfigError(
+                    f"{partitions} partitions need a finite value range (V_min, V_max), got {value_range}"
+                )
             if value_range[1] < value_range[0]:
                 raise ConfigError(f"value range needs V_min <= V_max, got {value_range}")
         self.partitions = partitions
@@ -100,8 +107,9 @@ class PartitionWriter(Writer):
     def extend(self, data) -> torch.Tensor:
         values = data[self.value_key].detach().cpu().numpy().reshape(len(data))
         parts = self.partition_of(values)
-        slots = np.concatenate([self.slots_for(parts[start:start + self.capacity])
-                                for start in range(0, len(parts), self.capacity)])
+        slots = np.concatenate(
+            [self.slots_for(parts[start : start + self.capacity]) for start in range(0, len(parts), self.capacity)]
+        )
         if len(parts) > self.capacity:  # a slot written twice: keep its last experience only
             _, last = np.unique(slots[::-1], return_index=True)
             keep = np.sort(len(slots) - 1 - last)
@@ -126,8 +134,14 @@ class PartitionWriter(Writer):
             self._write_count = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"cursor": self._cursor.tolist(), "sizes": self.sizes.tolist(), "write_count": self._write_count,
-                "partitions": self.partitions, "capacity": self.capacity, "value_range": self.value_range}
+        return {
+            "cursor": self._cursor.tolist(),
+            "sizes": self.sizes.tolist(),
+            "write_count": self._write_count,
+            "partitions": self.partitions,
+            "capacity": self.capacity,
+            "value_range": self.value_range,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         check_layout((state_dict["partitions"], state_dict["capacity"]), (self.partitions, self.capacity))
@@ -146,4 +160,6 @@ class PartitionWriter(Writer):
         self.load_state_dict(json.loads((Path(path) / "writer.json").read_text()))
 
     def __repr__(self) -> str:
-        return f"PartitionWriter(partitions={self.partitions}, capacity={self.capacity}, value_range={self.value_range})"
+        return (
+            f"PartitionWriter(partitions={self.partitions}, capacity={self.capacity}, value_range={self.value_range})"
+        )

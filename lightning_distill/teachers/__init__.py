@@ -31,7 +31,7 @@ class Teacher(nn.Module):
         self.task = task
         self.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Teacher":
+    def train(self, mode: bool = True) -> Teacher:
         return super().train(False)  # a teacher never leaves eval mode
 
     @torch.no_grad()
@@ -60,7 +60,7 @@ class PolicyTeacher(nn.Module):
         self.task = task
         self.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "PolicyTeacher":
+    def train(self, mode: bool = True) -> PolicyTeacher:
         return super().train(False)
 
     @torch.no_grad()
@@ -91,8 +91,11 @@ def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input:
 
 def check_fits(task: Task, expected: Task, source: str) -> None:
     """Fail with one line when a teacher's actions or inputs differ from the task's."""
-    if (task.discrete != expected.discrete or task.num_actions != expected.num_actions
-            or tuple(task.obs_shape) != tuple(expected.obs_shape)):
+    if (
+        task.discrete != expected.discrete
+        or task.num_actions != expected.num_actions
+        or tuple(task.obs_shape) != tuple(expected.obs_shape)
+    ):
         raise mismatch_error(source, expected, task.num_actions, str(tuple(task.obs_shape)))
 
 
@@ -112,7 +115,7 @@ def resolve_teacher_path(ref: str | Path) -> Path:
     ref = str(ref)
     if not ref.startswith(BUNDLED_PREFIX):
         return Path(ref).expanduser()
-    name = ref[len(BUNDLED_PREFIX):]
+    name = ref[len(BUNDLED_PREFIX) :]
     registry = bundled_teachers()
     if name not in registry:
         raise CheckpointError(f"no bundled teacher {name!r}; bundled: {sorted(registry)}")

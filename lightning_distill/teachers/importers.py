@@ -55,7 +55,7 @@ def load_sb3(path: Path, task: Task):
 
     state, data = read_sb3_zip(path)
     if any(k.startswith("q_net.") for k in state):
-        online = {k[len("q_net."):]: v for k, v in state.items() if k.startswith("q_net.")}
+        online = {k[len("q_net.") :]: v for k, v in state.items() if k.startswith("q_net.")}
         return Teacher(q_network_from_layers(layers_in_order(online), task, str(path)), task)
     if "action_net.weight" in state:
         return PolicyTeacher(actor_critic_from_sb3(state, data, task, str(path)), task)
@@ -85,17 +85,20 @@ def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task
     actions = state["action_net.weight"].shape[0]
     in_features = (policy or value or [(state["action_net.weight"], None)])[0][0].shape[1]
     continuous = "log_std" in state
-    if (in_features != math.prod(task.obs_shape) or actions != task.num_actions
-            or continuous == task.discrete):
+    if in_features != math.prod(task.obs_shape) or actions != task.num_actions or continuous == task.discrete:
         kind = "continuous" if continuous else "discrete"
         raise mismatch_error(source, task, actions, f"of {in_features} features ({kind} actions)")
-    network = ActorCritic(task, extractor_hidden=[w.shape[0] for w, _ in policy], critic_hidden=[w.shape[0] for w, _ in value],
-                          activation=_sb3_activation(data))
+    network = ActorCritic(
+        task,
+        extractor_hidden=[w.shape[0] for w, _ in policy],
+        critic_hidden=[w.shape[0] for w, _ in value],
+        activation=_sb3_activation(data),
+    )
     pairs = [(network.actor_features, policy), (network.critic_features, value)]
     with torch.no_grad():
         for encoder, layers in pairs:
             linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
-            for module, (weight, bias) in zip(linears, layers):
+            for module, (weight, bias) in zip(linears, layers, strict=True):
                 module.weight.copy_(weight)
                 module.bias.copy_(bias)
         network.action_head.weight.copy_(state["action_net.weight"])
@@ -155,10 +158,14 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
     network = QNetwork(features, actions, head_hidden)
     targets = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     sources = feature_layers + head_layers
-    if len(targets) != len(sources) or any(t.weight.shape != w.shape for t, (w, _) in zip(targets, sources)):
-        raise mismatch_error(source, task, actions, teacher_input + f" and layers {[tuple(w.shape) for w, _ in sources]}")
+    if len(targets) != len(sources) or any(
+        t.weight.shape != w.shape for t, (w, _) in zip(targets, sources, strict=True)
+    ):
+        raise mismatch_error(
+            source, task, actions, teacher_input + f" and layers {[tuple(w.shape) for w, _ in sources]}"
+        )
     with torch.no_grad():
-        for module, (weight, bias) in zip(targets, sources):
+        for module, (weight, bias) in zip(targets, sources, strict=True):
             module.weight.copy_(weight)
             module.bias.copy_(bias)
     return network

@@ -21,6 +21,13 @@ class DDPProbe(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         weights = torch.cat([p.detach().flatten().cpu() for p in pl_module.parameters()])
         out = Path(os.environ["DDP_PROBE_DIR"])
-        torch.save({"world_size": trainer.world_size, "global_step": trainer.global_step, "weights": weights,
-                    "batches": self.batches, "env_steps": trainer.datamodule.env_steps},
-                   out / f"rank{trainer.global_rank}.pt")
+        torch.save(
+            {
+                "world_size": trainer.world_size,
+                "global_step": trainer.global_step,
+                "weights": weights,
+                "batches": self.batches,
+                "env_steps": trainer.datamodule.env_steps,
+            },
+            out / f"rank{trainer.global_rank}.pt",
+        )
