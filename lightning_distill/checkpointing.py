@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpo
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_distill.errors import CheckpointError
-from lightning_distill.upstream import defers_save_until_validation, every_n_train_steps
+from lightning_distill.upstream import defers_save_until_validation, every_n_train_steps, fast_dev_run
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,7 +29,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
     ) -> None:
         if "://" in str(path):  # remote storage: fsspec's transaction is the atomic path there
-            return super().save_checkpoint(checkpoint, path, storage_options)
+            return super().save_checkpoint(checkpoint, str(path), storage_options)
         atomic_save(checkpoint, Path(path))
 
 
@@ -88,7 +88,7 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if (
             not self.save_last
             or trainer.sanity_checking
-            or bool(trainer.fast_dev_run)
+            or fast_dev_run(trainer)
             or trainer.state.fn != "fit"
             or self._last_step_written == trainer.global_step
         ):

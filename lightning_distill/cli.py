@@ -26,7 +26,7 @@ DEFAULT_RUN_DIR = "runs"
 #: omegaconf+: ${...} interpolation in configs, resolved after the command line's overrides (so a
 #: run's name can follow ``--model.init_args.method``); errors raised (not printed) so main() can
 #: make them one line; no abbreviated keys (``--trainer.max_step`` is a typo, not ``max_steps``)
-PARSER_KWARGS = {"parser_mode": "omegaconf+", "exit_on_error": False, "allow_abbrev": False}
+PARSER_KWARGS: dict[str, Any] = {"parser_mode": "omegaconf+", "exit_on_error": False, "allow_abbrev": False}
 #: Lightning classes the CLI runs as this project's subclasses (same arguments): a ``last.ckpt``
 #: that is the latest state, metrics that continue on resume, ``WANDB_MODE`` that wins
 UPGRADED_CLASSES = {
@@ -136,13 +136,13 @@ class DistillCLI(LightningCLI):
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
-    def _continue_run(self, config: Any) -> None:
+    def _continue_run(self, config: Any, checkpoint: Checkpoint) -> None:
         """``fit --ckpt_path``: write into the checkpoint's own run when it is that run's latest
         state (same folder, metrics, best score and W&B run); see ``lightning_distill.runs``."""
         from lightning.pytorch.utilities import rank_zero_info
 
         loggers = config.trainer.logger
-        continuation = plan_continuation(self.checkpoint, *_run_folder(loggers))
+        continuation = plan_continuation(checkpoint, *_run_folder(loggers))
         rank_zero_info(f"resume: {continuation.note}")
         if continuation.version is None:
             return
@@ -158,7 +158,7 @@ class DistillCLI(LightningCLI):
         run_dir = Path(*_run_folder(loggers), _version_folder(continuation.version))
         if continuation.metrics_rows is not None:
             keep_metrics_rows(run_dir / "metrics.csv", continuation.metrics_rows, continuation.metrics_step)
-        self.save_config_kwargs = {**self.save_config_kwargs, "resumed_from": self.checkpoint.global_step}
+        self.save_config_kwargs = {**self.save_config_kwargs, "resumed_from": checkpoint.global_step}
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
@@ -190,7 +190,7 @@ class DistillCLI(LightningCLI):
                 if class_path in UPGRADED_CLASSES:
                     entry.class_path = UPGRADED_CLASSES[class_path]
             if subcommand == "fit" and self.checkpoint is not None:
-                self._continue_run(config)
+                self._continue_run(config, self.checkpoint)
 
     def fit(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
         """``trainer.fit``; a run that fails before its first update leaves no run folder behind."""

@@ -10,10 +10,16 @@ offered by some only, and checked with ``isinstance`` where a component works wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from lightning_distill.errors import ConfigError
+from lightning_distill.upstream import datamodule_of
 
 if TYPE_CHECKING:
+    import torch
+
     from lightning_distill.evaluation import EvalBudget
+    from lightning_distill.policies import ActorCritic
     from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.tasks import Task
     from lightning_distill.teachers import Teacher
@@ -39,7 +45,7 @@ class ExperienceSource(Protocol):
 
 
 @runtime_checkable
-class TeacherSource(Protocol):
+class TeacherSource(ExperienceSource, Protocol):
     """A data module that loads one teacher per task (distillation): the module copies their
     feature layers into the student, ``TeacherComparison`` measures their scores."""
 
@@ -47,15 +53,17 @@ class TeacherSource(Protocol):
 
 
 @runtime_checkable
-class ReplaySource(Protocol):
-    """A data module with one replay memory per task (distillation): ``WandbMedia`` logs each
-    H-PR partition's share of it."""
+class ReplaySource(ExperienceSource, Protocol):
+    """A data module with one replay memory per task (distillation): the module sends each
+    minibatch's new priorities back, ``WandbMedia`` logs each H-PR partition's share."""
 
     memories: Sequence[TaskMemory]
 
+    def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None: ...
+
 
 @runtime_checkable
-class RolloutSource(Protocol):
+class RolloutSource(ExperienceSource, Protocol):
     """The REPAINT data module as the PPO module reads it: the teacher it was given, the
     student's recent training returns (``train/return``, what ``K`` is measured on) and the
     teacher's returns in the target task during the last iteration."""
@@ -71,12 +79,28 @@ class RolloutSource(Protocol):
 
 @runtime_checkable
 class TransferLearner(Protocol):
-    """What the REPAINT data module reads of the module it collects for: which of the two
-    transfers it uses (kickstarting needs the teacher's outputs on the student's states;
-    instance transfer needs the teacher's own rollouts), and the method's name for messages."""
+    """What the REPAINT data module reads of the module it collects for: the actor-critic it
+    acts with, which of the two transfers it uses (kickstarting needs the teacher's outputs on
+    the student's states; instance transfer needs the teacher's own rollouts), and the method's
+    name for messages."""
 
+    actor_critic: ActorCritic
     kickstarts: bool
     transfers_instances: bool
 
     @property
     def method(self) -> str: ...
+
+
+Source = TypeVar("Source")
+
+
+def datamodule_as(trainer: Any, contract: type[Source], needed_by: str) -> Source:
+    """The trainer's data module as ``contract`` offers it, or one line saying what is missing."""
+    datamodule = datamodule_of(trainer)
+    if not isinstance(datamodule, contract):
+        raise ConfigError(
+            f"{needed_by} needs a data module that is a {contract.__name__} (see lightning_distill.contracts), "
+            f"got {type(datamodule).__name__}"
+        )
+    return datamodule

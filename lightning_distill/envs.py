@@ -140,6 +140,8 @@ class AtariVecEnv(VecEnv):
 
     def render(self) -> np.ndarray:
         """The agent's view: the newest 84x84 frame of env 0, upscaled 4x, as RGB."""
+        if self._last_obs is None:
+            raise RuntimeError("render() before reset()")
         frame = self._last_obs[0, -1]
         return np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1)[..., None].repeat(3, axis=2)
 
@@ -161,7 +163,7 @@ class GymVecEnv(VecEnv):
         def make(rank: int):
             def thunk():
                 env = make_gym_env(task, render_mode=render_mode)
-                if task.resolved_noop_max:
+                if task.resolved_noop_max and task.noop_action is not None:  # Task checks it has one
                     env = NoopStart(env, task.resolved_noop_max, task.noop_action)
                 return env
 

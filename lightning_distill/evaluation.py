@@ -85,7 +85,7 @@ def epsilon_greedy(greedy: np.ndarray, epsilon: float, num_actions: int, rng: np
     """Replace each action by a uniformly random one of the task's actions with probability epsilon."""
     if epsilon <= 0.0:
         return greedy
-    explore = rng.random(greedy.shape[0]) < epsilon
+    explore = np.asarray(rng.random(greedy.shape[0])) < epsilon
     if explore.any():
         greedy = greedy.copy()
         greedy[explore] = rng.integers(0, num_actions, int(explore.sum()))

@@ -17,17 +17,17 @@ import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.upstream import started_experiment, wandb_init_kwargs
+from lightning_distill.upstream import process_rank, started_experiment, wandb_init_kwargs
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -89,7 +89,7 @@ class CSVLogger(LightningCSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return cast(_ContinuingWriter, self._experiment)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         super().log_metrics(clean_metrics(metrics), step)
@@ -122,10 +122,10 @@ class WandbLogger(LightningWandbLogger):
     def __init__(
         self,
         name: str | None = None,
-        save_dir: str | os.PathLike = ".",
+        save_dir: str | Path = ".",
         version: str | None = None,
         offline: bool = False,
-        dir: str | os.PathLike | None = None,
+        dir: str | Path | None = None,
         id: str | None = None,
         anonymous: bool | None = None,
         project: str | None = None,
@@ -175,7 +175,7 @@ class WandbLogger(LightningWandbLogger):
         """Lightning's, then one line that says where the run is: here, once the run has set up
         (a run that fails before this leaves no W&B run behind, so it names none)."""
         super().log_hyperparams(params, *args, **kwargs)
-        if self._announced or self.mode == "disabled" or rank_zero_only.rank != 0:
+        if self._announced or self.mode == "disabled" or process_rank() != 0:
             return
         self._announced = True
         run = self.experiment
@@ -194,7 +194,7 @@ def run_identity(loggers: list) -> dict[str, Any]:
     their largest step (a resume keeps those, and the rows of that step logged after the
     checkpoint, and drops the rest, which the resumed run logs again), and the W&B run id."""
     identity: dict[str, Any] = {}
-    if rank_zero_only.rank != 0:  # only rank 0 writes checkpoints and logs
+    if process_rank() != 0:  # only rank 0 writes checkpoints and logs
         return identity
     for logger in loggers:
         if isinstance(logger, CSVLogger) and "metrics_rows" not in identity:

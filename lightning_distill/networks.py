@@ -36,7 +36,13 @@ def linear_layers(
     return layers, in_features
 
 
-class NatureConv(nn.Module):
+class FeatureExtractor(nn.Module):
+    """A network from observations to a flat feature vector of ``out_features`` values."""
+
+    out_features: int
+
+
+class NatureConv(FeatureExtractor):
     """conv 32x8x8/4, conv 64x4x4/2, conv 64x3x3/1, ReLU each; uint8 frames scaled by 1/255."""
 
     def __init__(self, in_channels: int = 4) -> None:
@@ -56,7 +62,7 @@ class NatureConv(nn.Module):
         return self.net(obs.float() / 255.0)
 
 
-class MinAtarConv(nn.Module):
+class MinAtarConv(FeatureExtractor):
     """conv 16x3x3/1 with ReLU over the C x 10 x 10 grid of 0/1 channels."""
 
     def __init__(self, in_channels: int, grid: int = 10) -> None:
@@ -68,7 +74,7 @@ class MinAtarConv(nn.Module):
         return self.net(obs.float())
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(FeatureExtractor):
     """MLP for vector observations: ReLU for value networks, tanh for policies (PPO's usual)."""
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> None:
@@ -87,7 +93,7 @@ def make_encoder(
     extractor_hidden: Sequence[int] = (64, 64),
     activation: str = "relu",
     obs_shape: Sequence[int] | None = None,
-) -> nn.Module:
+) -> FeatureExtractor:
     """The feature extractor that fits the task's observations (or ``obs_shape`` of the same
     kind: a shared extractor over inputs zero-padded to the widest task)."""
     shape = tuple(task.obs_shape if obs_shape is None else obs_shape)
@@ -116,7 +122,7 @@ def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
     )
 
 
-def encoder_from_spec(task: Task, spec: dict[str, Any]) -> nn.Module:
+def encoder_from_spec(task: Task, spec: dict[str, Any]) -> FeatureExtractor:
     """The extractor ``encoder_spec`` described, freshly initialised, for ``task``."""
     return make_encoder(task, spec.get("hidden", (64, 64)), spec.get("activation", "relu"))
 
@@ -137,7 +143,7 @@ class QNetwork(nn.Module):
     """``features`` -> [FC, ReLU] per ``head_hidden`` width -> FC num_actions: Q-values over the
     task's own actions."""
 
-    def __init__(self, features: nn.Module, num_actions: int, head_hidden: Sequence[int] = (512,)) -> None:
+    def __init__(self, features: FeatureExtractor, num_actions: int, head_hidden: Sequence[int] = (512,)) -> None:
         super().__init__()
         self.features = features
         layers, width = linear_layers(features.out_features, head_hidden)

@@ -1,6 +1,6 @@
 """Actor-critic networks and the two action distributions PPO and REPAINT need.
 
-``ActionDist`` is either categorical (``logits``) or a diagonal Gaussian (``mean``,
+``ActionDist`` is ``Categorical`` (``logits``) or a diagonal ``Gaussian`` (``mean``,
 ``log_std``). It has what the losses use, and nothing else: ``log_prob``, ``entropy``,
 ``sample``, ``mode`` and ``cross_entropy_from(teacher)``, the kickstarting term
 ``H(pi_T || pi_theta)`` in closed form for both kinds.
@@ -13,8 +13,10 @@ usual PPO layout for control, and Stable-Baselines3's ``MlpPolicy``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -26,57 +28,113 @@ from lightning_distill.tasks import Task
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+class ActionDist(ABC):
+    """A batch of action distributions: ``Categorical`` or ``Gaussian``.
+
+    ``columns`` / ``from_columns`` store one in a rollout and read it back: kickstarting keeps the
+    teacher's ``pi_T(.|s)`` beside the student's samples."""
+
+    discrete: ClassVar[bool]
+
+    @abstractmethod
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) per sample, [B]."""
+
+    @abstractmethod
+    def entropy(self) -> torch.Tensor:
+        """H(pi(.|s)) per sample, [B] (the PPO entropy bonus)."""
+
+    @abstractmethod
+    def cross_entropy_from(self, teacher: ActionDist) -> torch.Tensor:
+        """``H(pi_T || pi_theta) = -E_{a~pi_T} log pi_theta(a|s)`` per sample, [B]; ``self`` is pi_theta."""
+
+    @abstractmethod
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    @abstractmethod
+    def mode(self) -> torch.Tensor:
+        """The most likely action."""
+
+    @abstractmethod
+    def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The parameters, reshaped to ``shape`` + the event dimension, under their stored names."""
+
+    @staticmethod
+    def from_columns(columns: Mapping[str, torch.Tensor]) -> ActionDist:
+        """The distribution ``columns`` stored (``teacher_logits``, or ``teacher_mean`` and ``teacher_log_std``)."""
+        if "teacher_logits" in columns.keys():
+            return Categorical(columns["teacher_logits"])
+        return Gaussian(columns["teacher_mean"], columns["teacher_log_std"])
+
+
+def kind_mismatch() -> ConfigError:
+    return ConfigError("teacher and student policies differ in kind (categorical vs Gaussian)")
+
+
 @dataclass
-class ActionDist:
-    """A batch of action distributions: ``logits`` [B, A] or ``mean`` / ``log_std`` [B, D]."""
+class Categorical(ActionDist):
+    """Categorical over the task's own actions, ``logits`` [B, A]."""
 
-    logits: torch.Tensor | None = None
-    mean: torch.Tensor | None = None
-    log_std: torch.Tensor | None = None
-
-    @property
-    def discrete(self) -> bool:
-        return self.logits is not None
+    logits: torch.Tensor
+    discrete: ClassVar[bool] = True
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) per sample, [B]; a Gaussian's density is the product over dimensions."""
-        if self.discrete:
-            log_p = torch.log_softmax(self.logits, dim=-1)
-            return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        log_p = torch.log_softmax(self.logits, dim=-1)
+        return log_p.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        log_p = torch.log_softmax(self.logits, dim=-1)
+        return -(log_p.exp() * log_p).sum(dim=-1)
+
+    def cross_entropy_from(self, teacher: ActionDist) -> torch.Tensor:
+        if not isinstance(teacher, Categorical):
+            raise kind_mismatch()
+        p_teacher = torch.softmax(teacher.logits, dim=-1)
+        return -(p_teacher * torch.log_softmax(self.logits, dim=-1)).sum(dim=-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.multinomial(torch.softmax(self.logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(dim=-1)
+
+    def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
+        return {"teacher_logits": self.logits.reshape(*shape, -1)}
+
+
+@dataclass
+class Gaussian(ActionDist):
+    """Diagonal Gaussian, ``mean`` and ``log_std`` [B, D]; its density is the product over dimensions."""
+
+    mean: torch.Tensor
+    log_std: torch.Tensor
+    discrete: ClassVar[bool] = False
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         z = (action - self.mean) * torch.exp(-self.log_std)
         return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(dim=-1)
 
     def entropy(self) -> torch.Tensor:
-        """H(pi(.|s)) per sample, [B] (the PPO entropy bonus)."""
-        if self.discrete:
-            log_p = torch.log_softmax(self.logits, dim=-1)
-            return -(log_p.exp() * log_p).sum(dim=-1)
         return (self.log_std + 0.5 * (LOG_2PI + 1.0)).sum(dim=-1).expand(self.mean.shape[0])
 
     def cross_entropy_from(self, teacher: ActionDist) -> torch.Tensor:
-        """``H(pi_T || pi_theta) = -E_{a~pi_T} log pi_theta(a|s)`` per sample, [B]; ``self`` is pi_theta.
-
-        Gaussians, per dimension: ``log sigma_S + log(2 pi)/2 + (sigma_T^2 + (mu_T - mu_S)^2) / (2 sigma_S^2)``.
-        """
-        if self.discrete != teacher.discrete:
-            raise ConfigError("teacher and student policies differ in kind (categorical vs Gaussian)")
-        if self.discrete:
-            p_teacher = torch.softmax(teacher.logits, dim=-1)
-            return -(p_teacher * torch.log_softmax(self.logits, dim=-1)).sum(dim=-1)
+        """Per dimension: ``log sigma_S + log(2 pi)/2 + (sigma_T^2 + (mu_T - mu_S)^2) / (2 sigma_S^2)``."""
+        if not isinstance(teacher, Gaussian):
+            raise kind_mismatch()
         var_student = torch.exp(2.0 * self.log_std)
         var_teacher = torch.exp(2.0 * teacher.log_std)
         per_dim = self.log_std + 0.5 * LOG_2PI + (var_teacher + (teacher.mean - self.mean).pow(2)) / (2.0 * var_student)
         return per_dim.sum(dim=-1)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.discrete:
-            return torch.multinomial(torch.softmax(self.logits, dim=-1), 1, generator=generator).squeeze(-1)
         noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + noise * torch.exp(self.log_std)
 
     def mode(self) -> torch.Tensor:
-        """The most likely action: argmax for categorical, the mean for Gaussian."""
-        return self.logits.argmax(dim=-1) if self.discrete else self.mean
+        return self.mean
+
+    def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
+        return {"teacher_mean": self.mean.reshape(*shape, -1), "teacher_log_std": self.log_std.reshape(*shape, -1)}
 
 
 class ActorCritic(nn.Module):
@@ -92,6 +150,9 @@ class ActorCritic(nn.Module):
         log_std_init: initial log standard deviation of a Gaussian policy (state-independent,
             learned), 0.0 = std 1.
     """
+
+    action_low: torch.Tensor  # buffers of a Gaussian policy: the action bounds ``act`` clips to
+    action_high: torch.Tensor
 
     def __init__(
         self,
@@ -126,9 +187,9 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> ActionDist:
         out = self.action_head(self.trunk(self.actor_features(obs)))
-        if self.discrete:
-            return ActionDist(logits=out)
-        return ActionDist(mean=out, log_std=self.log_std.expand_as(out))
+        if self.log_std is None:
+            return Categorical(out)
+        return Gaussian(out, self.log_std.expand_as(out))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), [B]."""
@@ -148,6 +209,7 @@ def _init_orthogonal(net: ActorCritic) -> None:
     for module in net.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.orthogonal_(module.weight, math.sqrt(2))
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     nn.init.orthogonal_(net.action_head.weight, 0.01)
     nn.init.orthogonal_(net.value_head.weight, 1.0)

@@ -176,8 +176,8 @@ def discard_unstarted_run(trainer: Any) -> None:
     if not trainer.is_global_zero:
         return
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and started_experiment(logger) is not None:
-            run = started_experiment(logger)
+        run = started_experiment(logger)
+        if isinstance(logger, WandbLogger) and run is not None:
             offline = getattr(run.settings, "mode", "") in ("offline", "dryrun")
             folder = Path(run.dir).parent if offline and getattr(run, "dir", None) else None
             run.finish(exit_code=1)
@@ -186,7 +186,7 @@ def discard_unstarted_run(trainer: Any) -> None:
                 for link in folder.parent.iterdir():  # latest-run, debug.log, ... pointed into it
                     if link.is_symlink() and not link.exists():
                         link.unlink()
-        elif isinstance(logger, CSVLogger) and started_experiment(logger) is not None:
+        elif isinstance(logger, CSVLogger) and run is not None:
             log_dir = Path(logger.log_dir)
             if log_dir.is_dir() and not any(log_dir.rglob("*.ckpt")):
                 shutil.rmtree(log_dir, ignore_errors=True)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import encoder_from_spec, encoder_spec, linear_layers, make_encoder
+from lightning_distill.networks import FeatureExtractor, encoder_from_spec, encoder_spec, linear_layers, make_encoder
 from lightning_distill.tasks import Task
 
 ARCHITECTURES = ("proposed", "dist", "amn")
@@ -97,15 +97,17 @@ class ProposedStudent(Student):
     Each task's extractor may have its own layout (a teacher's MLP widths, say).
     """
 
-    def __init__(self, tasks: Sequence[Task], head_hidden: Sequence[int], extractors: Sequence[nn.Module]) -> None:
+    def __init__(
+        self, tasks: Sequence[Task], head_hidden: Sequence[int], extractors: Sequence[FeatureExtractor]
+    ) -> None:
         super().__init__(tasks)
         if len(extractors) != len(self.tasks):
             raise ConfigError(f"{len(extractors)} extractors for {len(self.tasks)} tasks")
         self.extractors = nn.ModuleList(extractors)
-        width = max(e.out_features for e in self.extractors)
+        width = max(e.out_features for e in extractors)
         self.projections = nn.ModuleList(
             nn.Identity() if e.out_features == width else nn.Sequential(nn.Linear(e.out_features, width), nn.ReLU())
-            for e in self.extractors
+            for e in extractors
         )
         self.shared = mlp(width, head_hidden, union_size(self.tasks))
 

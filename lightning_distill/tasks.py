@@ -67,7 +67,10 @@ def atari_minimal_action_set(rom: str) -> tuple[int, ...]:
 
     ALEInterface.setLoggerMode(LoggerMode.Error)
     ale = ALEInterface()
-    ale.loadROM(roms.get_rom_path(rom))
+    path = roms.get_rom_path(rom)
+    if path is None:
+        raise TaskError(f"ale-py has no ROM {rom!r}")
+    ale.loadROM(path)
     return tuple(int(a.value) for a in ale.getMinimalActionSet())
 
 
@@ -122,13 +125,14 @@ class Task:
                 object.__setattr__(self, key, AUTO)  # frozen
             elif isinstance(getattr(self, key), str) and getattr(self, key) != AUTO:
                 raise TaskError(f"{key} must be a number or 'auto', got {getattr(self, key)!r} for task {self.id!r}")
-        if self.noop_max != AUTO and self.noop_max < 0:
-            raise TaskError(f"noop_max must be >= 0, got {self.noop_max} for task {self.id!r}")
-        if self.noop_max != AUTO and self.noop_max > 0 and self.noop_action is None:
-            raise TaskError(f"task {self.id!r} has no no-op action; set noop_max: 0 (got {self.noop_max})")
-        if self.sticky_action_prob != AUTO and not 0.0 <= self.sticky_action_prob < 1.0:
-            raise TaskError(f"sticky_action_prob must be in [0, 1), got {self.sticky_action_prob}")
-        if self.sticky_action_prob != AUTO and self.sticky_action_prob > 0 and self.backend == "gym":
+        noop_max, sticky = self.noop_max, self.sticky_action_prob  # a number, or AUTO
+        if not isinstance(noop_max, str) and noop_max < 0:
+            raise TaskError(f"noop_max must be >= 0, got {noop_max} for task {self.id!r}")
+        if not isinstance(noop_max, str) and noop_max > 0 and self.noop_action is None:
+            raise TaskError(f"task {self.id!r} has no no-op action; set noop_max: 0 (got {noop_max})")
+        if not isinstance(sticky, str) and not 0.0 <= sticky < 1.0:
+            raise TaskError(f"sticky_action_prob must be in [0, 1), got {sticky}")
+        if not isinstance(sticky, str) and sticky > 0 and self.backend == "gym":
             raise TaskError(f"task {self.id!r} is a gymnasium task: sticky_action_prob is for ALE/ and MinAtar/ tasks")
         if self.full_action_space and self.backend != "atari":
             raise TaskError(f"full_action_space is for ALE/ tasks only, not {self.id!r}")

@@ -1,4 +1,5 @@
-"""Every use of another library's private API, in one place.
+"""Every use of another library's private API, in one place (and the public Trainer attributes
+that Lightning sets without declaring them, so that a type checker cannot see them).
 
 Lightning, TorchRL and W&B offer no public hook for a few things this project needs (a
 ``last.ckpt`` that is always the latest state, a CSV log that continues, a ``play`` subcommand,
@@ -66,6 +67,35 @@ def moved_private_methods() -> list[str]:
 
 
 # -- Lightning --------------------------------------------------------------------------------
+
+
+def datamodule_of(trainer: Any) -> object:
+    """``trainer.datamodule``: an ``object``, for the caller to narrow with ``isinstance`` against
+    a Protocol of ``lightning_distill.contracts`` (what it needs of the data module)."""
+    return trainer.datamodule
+
+
+def log_every_n_steps(trainer: Any) -> int:
+    """``trainer.log_every_n_steps``."""
+    return int(trainer.log_every_n_steps)
+
+
+def fast_dev_run(trainer: Any) -> bool:
+    """Whether the trainer runs Lightning's ``fast_dev_run`` smoke test."""
+    return bool(trainer.fast_dev_run)
+
+
+def process_rank() -> int:
+    """This process's global rank, before a Trainer exists (``rank_zero_only.rank``, which
+    Lightning sets from the launcher's environment)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(rank_zero_only.rank)  # type: ignore[attr-defined]
+
+
+def callbacks_of(trainer: Any) -> list[Any]:
+    """``trainer.callbacks``."""
+    return list(trainer.callbacks)
 
 
 def add_subcommand(cli: Any, parser: Any, name: str, subparser: Any) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.policies import ActionDist
+from lightning_distill.policies import Categorical, Gaussian
 from lightning_distill.ppo_losses import (
     clipped_surrogate,
     gae,
@@ -16,12 +16,12 @@ from lightning_distill.ppo_losses import (
 )
 
 
-def categorical(*probs: list[float]) -> ActionDist:
-    return ActionDist(logits=torch.tensor(probs).log())
+def categorical(*probs: list[float]) -> Categorical:
+    return Categorical(torch.tensor(probs).log())
 
 
-def gaussian(mean: list[list[float]], std: list[list[float]]) -> ActionDist:
-    return ActionDist(mean=torch.tensor(mean), log_std=torch.tensor(std).log())
+def gaussian(mean: list[list[float]], std: list[list[float]]) -> Gaussian:
+    return Gaussian(torch.tensor(mean), torch.tensor(std).log())
 
 
 def test_categorical_kickstarting_loss_is_the_cross_entropy_from_the_teacher():

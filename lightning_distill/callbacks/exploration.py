@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
+from lightning_distill.contracts import ExperienceSource, datamodule_as
 from lightning_distill.errors import ConfigError
+from lightning_distill.modules.base import as_rl_module
 
 
 class EpsilonSchedule(pl.Callback):
@@ -28,7 +30,7 @@ class EpsilonSchedule(pl.Callback):
         return self.start + fraction * (self.end - self.start)
 
     def _apply(self, trainer: pl.Trainer) -> float:
-        datamodule = trainer.datamodule
+        datamodule = datamodule_as(trainer, ExperienceSource, "EpsilonSchedule")
         datamodule.epsilon = self.value(datamodule.steps_per_task)
         return datamodule.epsilon
 
@@ -37,5 +39,5 @@ class EpsilonSchedule(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         epsilon = self._apply(trainer)
-        if pl_module.should_log():
+        if as_rl_module(pl_module, "EpsilonSchedule").should_log():
             pl_module.log("train/epsilon", epsilon, batch_size=1)

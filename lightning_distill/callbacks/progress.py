@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks.progress import ProgressBar
 
 from lightning_distill.contracts import ExperienceSource
+from lightning_distill.upstream import datamodule_of
 
 #: The metrics shown after the counters, first found wins within each group: (label, keys).
 SHOWN = (
@@ -51,7 +52,7 @@ class RLProgress(ProgressBar):
         super().__init__()
         self.refresh_seconds, self.log_seconds, self.live = refresh_seconds, log_seconds, live
         self._enabled = True
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar while one is drawn
         self._last_draw = 0.0
         self._last_line = ""
         self._last_done = -1
@@ -87,7 +88,7 @@ class RLProgress(ProgressBar):
         """``env 1.2M · 38.1 upd/s · eps 0.42 · eval 87.3`` (``it/s`` for PPO), from the data module
         and the logged metrics."""
         parts = []
-        datamodule = trainer.datamodule
+        datamodule = datamodule_of(trainer)
         if isinstance(datamodule, ExperienceSource):
             parts.append(f"env {format_count(datamodule.env_steps)}")
         elapsed = time.monotonic() - self._start[0]

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_distill.contracts import ExperienceSource, TeacherSource
+from lightning_distill.contracts import TeacherSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import evaluate
+from lightning_distill.modules.base import as_rl_module
+from lightning_distill.upstream import datamodule_of
 
 #: Percentages are floored here before the geometric mean, so one zero does not erase the rest.
 PCT_FLOOR = 0.1
@@ -60,8 +62,8 @@ class TeacherComparison(pl.Callback):
         self.best: tuple[float, int, list[tuple[str, float, float, float]]] | None = None
 
     def _measure_teachers(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
-        datamodule = trainer.datamodule
-        if not isinstance(datamodule, TeacherSource) or not isinstance(datamodule, ExperienceSource):
+        datamodule = datamodule_of(trainer)
+        if not isinstance(datamodule, TeacherSource):
             raise ConfigError(
                 "TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
                 f"got {type(datamodule).__name__}; give teacher_scores instead"
@@ -75,14 +77,15 @@ class TeacherComparison(pl.Callback):
             scores.append(result.mean)
         return scores
 
-    def _ensure_scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        num_tasks = len(pl_module.tasks)
+    def _ensure_scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
+        num_tasks = len(as_rl_module(pl_module, "TeacherComparison").tasks)
         if self.teacher_scores is None:
             self.teacher_scores = self._measure_teachers(trainer, pl_module)
         if len(self.teacher_scores) != num_tasks:
             raise ConfigError(
                 f"TeacherComparison.teacher_scores has {len(self.teacher_scores)} entries for {num_tasks} tasks"
             )
+        return self.teacher_scores
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._ensure_scores(trainer, pl_module)
@@ -91,9 +94,10 @@ class TeacherComparison(pl.Callback):
         self._ensure_scores(trainer, pl_module)  # ``validate`` has no fit start
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        module = as_rl_module(pl_module, "TeacherComparison")
         rows = []
-        for task, teacher_score in zip(pl_module.tasks, self.teacher_scores, strict=True):
-            result = pl_module.last_evaluation.get(task.id)
+        for task, teacher_score in zip(module.tasks, self._ensure_scores(trainer, pl_module), strict=True):
+            result = module.last_evaluation.get(task.id)
             if result is None:
                 return
             rows.append((task.id, teacher_score, result.mean, percent_of_teacher(result.mean, teacher_score)))

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
 from lightning_distill.contracts import ReplaySource
+from lightning_distill.modules.base import RLModule, as_rl_module
 from lightning_distill.replay.memory import TaskMemory
+from lightning_distill.upstream import callbacks_of, datamodule_of
 
 
 def wandb_logger(trainer: pl.Trainer):
@@ -61,18 +64,19 @@ class WandbMedia(pl.Callback):
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = wandb_logger(trainer)
-        if logger is None or trainer.sanity_checking or not pl_module.last_evaluation:
+        module = as_rl_module(pl_module, "WandbMedia")
+        if logger is None or trainer.sanity_checking or not module.last_evaluation:
             return
         self.evaluations += 1
-        media = {"eval/scores": self.score_table(trainer, pl_module)}
+        media = {"eval/scores": self.score_table(trainer, module)}
         if self.video_every and self.evaluations % self.video_every == 0:
-            media.update(self.videos(trainer, pl_module, Path(logger.experiment.dir)))
+            media.update(self.videos(trainer, module, Path(logger.experiment.dir)))
         logger.experiment.log(media | {"trainer/global_step": trainer.global_step})
 
-    def score_table(self, trainer: pl.Trainer, pl_module: pl.LightningModule):
+    def score_table(self, trainer: pl.Trainer, pl_module: RLModule) -> Any:
         import wandb
 
-        comparison = next((c for c in trainer.callbacks if isinstance(c, TeacherComparison)), None)
+        comparison = next((c for c in callbacks_of(trainer) if isinstance(c, TeacherComparison)), None)
         teachers = comparison.teacher_scores if comparison is not None else None
         rows = []
         for i, task in enumerate(pl_module.tasks):
@@ -83,7 +87,7 @@ class WandbMedia(pl.Callback):
             rows.append([task.id, result.mean, result.count, teacher, percent_of_teacher(result.mean, teacher)])
         return wandb.Table(columns=["task", "return", "episodes", "teacher", "% of teacher"], data=rows)
 
-    def videos(self, trainer: pl.Trainer, pl_module: pl.LightningModule, folder: Path) -> dict:
+    def videos(self, trainer: pl.Trainer, pl_module: RLModule, folder: Path) -> dict:
         """``video_steps`` agent steps of each task, played with the evaluation protocol, rendered."""
         import wandb
 
@@ -112,11 +116,12 @@ class WandbMedia(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        datamodule = trainer.datamodule
-        if not isinstance(datamodule, ReplaySource) or not pl_module.should_log(after_update=True):
+        datamodule = datamodule_of(trainer)
+        module = as_rl_module(pl_module, "WandbMedia")
+        if not isinstance(datamodule, ReplaySource) or not module.should_log(after_update=True):
             return
         metrics = {}
-        for task, memory in zip(pl_module.tasks, datamodule.memories, strict=True):
+        for task, memory in zip(module.tasks, datamodule.memories, strict=True):
             shares = partition_shares(memory)
             for j, share in enumerate(shares or []):
                 metrics[f"replay/{task.id}/partition_{j}"] = share

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lightning.pytorch as pl
 import numpy as np
@@ -17,6 +17,19 @@ from torch.utils.data import DataLoader, IterableDataset
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:
+    from lightning_distill.modules.base import RLModule
+
+T = TypeVar("T")
+
+
+def ready(value: T | None, what: str) -> T:
+    """Something ``setup("fit")`` creates (envs, memories, teachers), or a clear error when it is
+    used before: outside ``trainer.fit`` there is nothing to act in."""
+    if value is None:
+        raise RuntimeError(f"{what} is created by setup('fit'): use the data module through trainer.fit")
+    return value
 
 
 class RLDataModule(pl.LightningDataModule):
@@ -52,6 +65,13 @@ class RLDataModule(pl.LightningDataModule):
     @abstractmethod
     def tasks(self) -> list[Task]:
         """The tasks, in the order the module indexes them."""
+
+    @property
+    def acting_module(self) -> RLModule:
+        """The module being trained: the data module acts with it, live."""
+        from lightning_distill.modules.base import as_rl_module
+
+        return as_rl_module(ready(self.trainer, "the trainer").lightning_module, type(self).__name__)
 
     @property
     def steps_per_task(self) -> int:
@@ -113,14 +133,14 @@ class Requests(IterableDataset):
 
 
 class Stream(IterableDataset):
-    """An endless iterable over a data module's ``_stream()`` of training batches (a run's
+    """An endless iterable over a data module's ``stream()`` of training batches (a run's
     length is ``trainer.max_steps``). It runs in the main process: acting needs the live module."""
 
-    def __init__(self, datamodule: RLDataModule) -> None:
-        self.datamodule = datamodule
+    def __init__(self, stream: Callable[[], Iterator[Any]]) -> None:
+        self.stream = stream
 
     def __iter__(self) -> Iterator:
-        return self.datamodule._stream()
+        return self.stream()
 
 
 def _as_is(batch: Any) -> Any:

@@ -9,18 +9,23 @@ task, one minibatch per task is sampled and the list of them is one training bat
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
-from lightning_distill.data.base import RLDataModule, Stream, _as_is
+from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
+from lightning_distill.teachers import Teacher
+
+if TYPE_CHECKING:
+    from lightning_distill.envs import VecEnv
 
 
 class DistillDataModule(RLDataModule):
@@ -75,8 +80,8 @@ class DistillDataModule(RLDataModule):
         self.learning_starts = learning_starts
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
-        self.teachers: list | None = None
-        self.envs: list | None = None
+        self.teachers: list[Teacher] | None = None
+        self.envs: list[VecEnv] | None = None
         self.memories: list[TaskMemory] = []
         self._obs: list[np.ndarray] = []
         self._new_episode: list[np.ndarray] = []
@@ -85,12 +90,21 @@ class DistillDataModule(RLDataModule):
     def tasks(self) -> list[Task]:
         return self._tasks
 
-    def load_teachers(self) -> list:
+    def load_teachers(self) -> list[Teacher]:
         """The frozen teachers, loaded once (also used by the module and the callbacks)."""
         if self.teachers is None:
             from lightning_distill.teachers import load_teacher
 
-            self.teachers = [load_teacher(ref, task) for ref, task in zip(self.teacher_refs, self._tasks, strict=True)]
+            teachers = []
+            for ref, task in zip(self.teacher_refs, self._tasks, strict=True):
+                teacher = load_teacher(ref, task)
+                if not isinstance(teacher, Teacher):
+                    raise ConfigError(
+                        f"teacher {ref!r} of {task.id!r} is a policy (PPO / A2C); distillation learns from "
+                        "Q-value teachers (DQN)"
+                    )
+                teachers.append(teacher)
+            self.teachers = teachers
         return self.teachers
 
     def setup(self, stage: str) -> None:
@@ -108,7 +122,7 @@ class DistillDataModule(RLDataModule):
                     self.batch_size,
                     self.num_envs,
                 )
-                for i, (task, teacher) in enumerate(zip(self._tasks, self.teachers, strict=True))
+                for i, (task, teacher) in enumerate(zip(self._tasks, self.load_teachers(), strict=True))
             ]
             self._obs = [env.reset() for env in self.envs]
             self._new_episode = [np.ones(self.num_envs, dtype=bool) for _ in self.envs]
@@ -123,13 +137,14 @@ class DistillDataModule(RLDataModule):
     def collect(self, steps: int) -> None:
         """Step every task's envs ``steps`` times with the student, storing each experience
         with the teacher's ``q_T`` and ``V``."""
-        module = self.trainer.lightning_module
+        module = self.acting_module
         device = module.device
-        if next(self.teachers[0].parameters()).device != device:
-            self.teachers = [teacher.to(device) for teacher in self.teachers]
+        teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
+        if next(teachers[0].parameters()).device != device:
+            teachers = self.teachers = [teacher.to(device) for teacher in teachers]
         for _ in range(steps):
             for i, (task, env, teacher, memory) in enumerate(
-                zip(self._tasks, self.envs, self.teachers, self.memories, strict=True)
+                zip(self._tasks, envs, teachers, self.memories, strict=True)
             ):
                 obs = self._obs[i]
                 obs_t = torch.as_tensor(obs, device=device)
@@ -186,11 +201,11 @@ class DistillDataModule(RLDataModule):
                 "the memories fill again from empty"
             )
 
-    def _stream(self) -> Iterator:
+    def stream(self) -> Iterator:
         while True:
             self.collect(self.train_freq)
             if self.ready():
                 yield self.sample()
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
+        return DataLoader(Stream(self.stream), batch_size=None, num_workers=0, collate_fn=_as_is)

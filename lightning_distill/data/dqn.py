@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_distill.data.base import RLDataModule, Stream, _as_is
+from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
@@ -58,7 +59,7 @@ class DQNDataModule(RLDataModule):
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
         self.env: VecEnv | None = None
-        self.replay = None
+        self.replay: Any = None  # a TorchRL ReplayBuffer, made in setup
         self._obs: np.ndarray | None = None
 
     @property
@@ -81,15 +82,16 @@ class DQNDataModule(RLDataModule):
         """Step every env ``steps`` times with the current module, epsilon-greedy, and store."""
         from tensordict import TensorDict
 
-        module = self.trainer.lightning_module
+        module = self.acting_module
         policy = module.policy(0)
+        env, replay = ready(self.env, "the envs"), ready(self.replay, "the replay")
         for _ in range(steps):
             obs = torch.as_tensor(self._obs)
             with torch.inference_mode():
                 greedy = policy(obs.to(module.device)).cpu().numpy()
             actions = epsilon_greedy(greedy, self.epsilon, self.task.num_actions, self._rng)
-            step = self.env.step(actions)
-            self.replay.extend(
+            step = env.step(actions)
+            replay.extend(
                 TensorDict(
                     {
                         "obs": obs,
@@ -103,26 +105,27 @@ class DQNDataModule(RLDataModule):
             )
             self._obs = step.obs
             self.env_steps += self.num_envs
-            finished = self.env.episodes.pop_finished()
+            finished = env.episodes.pop_finished()
             if finished:
                 self.record_episodes(self.task, finished)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
         if self.checkpoint_replay:
-            state["replay"] = self.replay.state_dict()
+            state["replay"] = ready(self.replay, "the replay").state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "replay" in state:
-            self.replay.load_state_dict(state["replay"])
+            ready(self.replay, "the replay").load_state_dict(state["replay"])
 
-    def _stream(self) -> Iterator:
+    def stream(self) -> Iterator:
         while True:
             self.collect(self.train_freq)
-            if len(self.replay) >= max(self.learning_starts, self.batch_size):
-                yield self.replay.sample()
+            replay = ready(self.replay, "the replay")
+            if len(replay) >= max(self.learning_starts, self.batch_size):
+                yield replay.sample()
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(Stream(self), batch_size=None, num_workers=0, collate_fn=_as_is)
+        return DataLoader(Stream(self.stream), batch_size=None, num_workers=0, collate_fn=_as_is)

@@ -19,20 +19,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_distill.contracts import TransferLearner
-from lightning_distill.data.base import RLDataModule, _as_is
+from lightning_distill.data.base import RLDataModule, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.policies import ActionDist
 from lightning_distill.seeding import TEACHER_SEED_OFFSET
 from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:
+    from lightning_distill.teachers import PolicyTeacher
 
 
 class EnvRunner:
@@ -111,7 +114,7 @@ class RolloutDataModule(RLDataModule):
         self.n_steps = n_steps
         self.teacher_ref = teacher
         self.teacher_steps = n_steps if teacher_steps is None else teacher_steps
-        self.teacher = None
+        self.teacher: PolicyTeacher | None = None
         self.student_runner: EnvRunner | None = None
         self.teacher_runner: EnvRunner | None = None
         self.teacher_returns: list[float] = []  # the teacher's target-task episodes of the last iteration
@@ -121,14 +124,20 @@ class RolloutDataModule(RLDataModule):
     def tasks(self) -> list[Task]:
         return [self.task]
 
-    def setup(self, stage: str) -> None:
-        if stage != "fit" or self.student_runner is not None:
-            return
-        module = self.trainer.lightning_module
+    @property
+    def learner(self) -> TransferLearner:
+        """The module being trained, as the PPO module it must be."""
+        module = self.acting_module
         if not isinstance(module, TransferLearner):
             raise ConfigError(
                 f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}"
             )
+        return module
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or self.student_runner is not None:
+            return
+        module = self.learner
         needs_teacher = module.kickstarts or module.transfers_instances
         if needs_teacher and self.teacher_ref is None:
             raise ConfigError(
@@ -136,18 +145,18 @@ class RolloutDataModule(RLDataModule):
                 "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)"
             )
         if self.teacher_ref is not None and needs_teacher:
-            self.teacher = self._load_policy_teacher().to(module.device)
+            self.teacher = self._load_policy_teacher(self.teacher_ref).to(self.acting_module.device)
         self.student_runner = EnvRunner(self.task, self.num_envs, self.rank_seed)
         if module.transfers_instances:
             self.teacher_runner = EnvRunner(self.task, self.num_envs, self.rank_seed + TEACHER_SEED_OFFSET)
 
-    def _load_policy_teacher(self):
+    def _load_policy_teacher(self, ref: str) -> PolicyTeacher:
         from lightning_distill.teachers import PolicyTeacher, load_teacher
 
-        teacher = load_teacher(self.teacher_ref, self.task)
+        teacher = load_teacher(ref, self.task)
         if not isinstance(teacher, PolicyTeacher):
             raise ConfigError(
-                f"data.teacher {self.teacher_ref!r} is a Q-network teacher; REPAINT needs a policy "
+                f"data.teacher {ref!r} is a Q-network teacher; REPAINT needs a policy "
                 "(actor-critic) teacher: a PPO checkpoint of this project or an SB3 PPO .zip"
             )
         return teacher
@@ -163,18 +172,19 @@ class RolloutDataModule(RLDataModule):
         """Collect this iteration's rollouts with the module's current policy (and the teacher's)."""
         from tensordict import TensorDict
 
-        module = self.trainer.lightning_module
-        device = module.device
-        student = self.student_runner.rollout(module.actor_critic.distribution, self.n_steps, device)
+        module, device = self.learner, self.acting_module.device
+        runner = ready(self.student_runner, "the student's envs")
+        student = runner.rollout(module.actor_critic.distribution, self.n_steps, device)
         self.env_steps += self.n_steps * self.num_envs
-        finished = self.student_runner.env.episodes.pop_finished()
+        finished = runner.env.episodes.pop_finished()
         self.recent_returns.extend(ret for _, ret, _ in finished)
         self.record_episodes(self.task, finished)
-        if isinstance(module, TransferLearner) and module.kickstarts:
+        if module.kickstarts:
             student.update(self._teacher_outputs(student["obs"], device))
         out: dict[str, Any] = {"student": TensorDict(student, batch_size=[self.n_steps, self.num_envs])}
         if self.teacher_runner is not None:
-            teacher = self.teacher_runner.rollout(self.teacher.distribution, self.teacher_steps, device)
+            policy = ready(self.teacher, "the teacher").distribution
+            teacher = self.teacher_runner.rollout(policy, self.teacher_steps, device)
             self.teacher_returns = [ret for _, ret, _ in self.teacher_runner.env.episodes.pop_finished()]
             out["teacher"] = TensorDict(teacher, batch_size=[self.teacher_steps, self.num_envs])
         return TensorDict(out, batch_size=[])
@@ -183,14 +193,8 @@ class RolloutDataModule(RLDataModule):
     def _teacher_outputs(self, obs: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
         """``pi_T(.|s)`` on the student's states, in one batch: what kickstarting distils."""
         flat = obs.reshape(-1, *obs.shape[2:]).to(device)
-        dist = self.teacher.distribution(flat)
-        shape = obs.shape[:2]
-        if dist.discrete:
-            return {"teacher_logits": dist.logits.reshape(*shape, -1).cpu()}
-        return {
-            "teacher_mean": dist.mean.reshape(*shape, -1).cpu(),
-            "teacher_log_std": dist.log_std.reshape(*shape, -1).cpu(),
-        }
+        columns = ready(self.teacher, "the teacher").distribution(flat).columns(obs.shape[:2])
+        return {key: column.cpu() for key, column in columns.items()}
 
     def state_dict(self) -> dict:
         return super().state_dict() | {"recent_returns": list(self.recent_returns)}

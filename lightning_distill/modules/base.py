@@ -9,10 +9,11 @@ import sys
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -20,6 +21,10 @@ from lightning_distill.evaluation import EvalResult, Policy, evaluate
 from lightning_distill.networks import as_widths
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
+from lightning_distill.upstream import datamodule_of, log_every_n_steps
+
+if TYPE_CHECKING:
+    from lightning_distill.teachers import PolicyTeacher, Teacher
 
 CHECKPOINT_KEY = "lightning_distill"
 #: Hyperparameters that are layer widths, and may be stored as one int by releases before 0.2.
@@ -45,6 +50,13 @@ class RLModule(pl.LightningModule):
         self.tasks: list[Task] = [Task.coerce(t) for t in tasks]
         self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
         self.restored_step: int | None = None  # the update of the checkpoint this module was loaded from
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved constructor arguments, read as attributes (``self.hparams.lr``). Lightning
+        types this as ``AttributeDict | MutableMapping``; ``save_hyperparameters`` always makes
+        the former."""
+        return cast(AttributeDict, super().hparams)
 
     def require_one_task(self) -> Task:
         """The task of a single-task agent (DQN, PPO), or one line naming the tasks given."""
@@ -84,6 +96,10 @@ class RLModule(pl.LightningModule):
     def _save_task_hparams(self) -> None:
         """Store tasks as plain dicts: checkpoints must load with ``weights_only=True``."""
         self.hparams["tasks"] = [t.to_dict() for t in self.tasks]
+
+    def as_teacher(self) -> Teacher | PolicyTeacher:
+        """This agent, frozen, as a teacher (DQN: a Q-teacher; PPO: a policy teacher)."""
+        raise CheckpointError(f"a {type(self).__name__} checkpoint cannot serve as a teacher; give a DQN or PPO one")
 
     @abstractmethod
     def policy(self, task_index: int = 0) -> Policy:
@@ -130,12 +146,16 @@ class RLModule(pl.LightningModule):
         self.log_dict(metrics, batch_size=1)
         self.last_evaluation[task.id] = result
 
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``all_gather`` of one tensor: every rank's, stacked along a new first dimension."""
+        return cast(torch.Tensor, self.all_gather(tensor))
+
     def pool_returns(self, returns: list[float]) -> EvalResult:
         """Every rank's episode returns as one result (ranks finish different numbers of episodes)."""
-        counts = self.all_gather(torch.tensor(len(returns), device=self.device)).reshape(-1)
+        counts = self.gather(torch.tensor(len(returns), device=self.device)).reshape(-1)
         padded = torch.full((int(counts.max()),), float("nan"), dtype=torch.float64, device=self.device)
         padded[: len(returns)] = torch.tensor(returns, dtype=torch.float64)
-        pooled = self.all_gather(padded).reshape(-1)
+        pooled = self.gather(padded).reshape(-1)
         return EvalResult.from_returns(pooled[~pooled.isnan()].tolist())
 
     def reduce_across_ranks(
@@ -148,7 +168,7 @@ class RLModule(pl.LightningModule):
         keys = sorted(metrics)
         values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.device)
         if self._trainer is not None and self.trainer.world_size > 1:
-            gathered = self.all_gather(values).reshape(self.trainer.world_size, len(keys))
+            gathered = self.gather(values).reshape(self.trainer.world_size, len(keys))
             mean = gathered.nanmean(dim=0)
             total = gathered.nan_to_num().sum(dim=0)
             values = torch.where(torch.tensor([k in sums for k in keys], device=self.device), total, mean)
@@ -196,11 +216,11 @@ class RLModule(pl.LightningModule):
         Logging on other updates would leave a value that the next row writes, stale."""
         trainer = self.trainer
         update = self.global_step if after_update else self.global_step + 1
-        return trainer.logger is not None and update % trainer.log_every_n_steps == 0
+        return trainer.logger is not None and update % log_every_n_steps(trainer) == 0
 
     def log_episode_stats(self) -> None:
         """Log env steps (summed over ranks) and the mean return of recent training episodes."""
-        datamodule = self.trainer.datamodule
+        datamodule = datamodule_of(self.trainer)
         if not isinstance(datamodule, ExperienceSource):
             return
         stats = self.reduce_across_ranks(datamodule.episode_stats(), sums=("train/env_steps",))
@@ -221,6 +241,13 @@ class RLModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.restored_step = int(checkpoint.get("global_step", 0))
+
+
+def as_rl_module(module: pl.LightningModule, needed_by: str) -> RLModule:
+    """``module`` as this project's ``RLModule`` (tasks, evaluations, policies), or one line."""
+    if not isinstance(module, RLModule):
+        raise ConfigError(f"{needed_by} works with lightning_distill modules, got {type(module).__name__}")
+    return module
 
 
 def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RLModule:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict
 
-from lightning_distill.contracts import TeacherSource
+from lightning_distill.contracts import ReplaySource, TeacherSource, datamodule_as
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.losses import LOSSES, distillation_loss
@@ -22,6 +22,7 @@ from lightning_distill.networks import encoder_spec
 from lightning_distill.students import Student, make_student
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import Teacher
+from lightning_distill.upstream import datamodule_of
 
 
 class Distillation(RLModule):
@@ -107,7 +108,7 @@ class Distillation(RLModule):
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
         if stage != "fit":
             return
-        datamodule = self.trainer.datamodule
+        datamodule = datamodule_of(self.trainer)
         if not isinstance(datamodule, TeacherSource):
             raise ConfigError(
                 f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
@@ -145,7 +146,7 @@ class Distillation(RLModule):
             self.student = self.build_student(specs)
 
     def training_step(self, batch: list[TensorDict], batch_idx: int) -> torch.Tensor:
-        datamodule = self.trainer.datamodule
+        datamodule = datamodule_as(self.trainer, ReplaySource, "Distillation")
         log = self.should_log()
         metrics: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=self.device)

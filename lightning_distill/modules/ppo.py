@@ -22,9 +22,11 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from tensordict import TensorDict
 
 from lightning_distill.contracts import RolloutSource
@@ -42,6 +44,7 @@ from lightning_distill.ppo_losses import (
     select_by_advantage,
 )
 from lightning_distill.tasks import Task
+from lightning_distill.upstream import datamodule_of
 
 if TYPE_CHECKING:
     from lightning_distill.teachers import PolicyTeacher
@@ -193,7 +196,7 @@ class PPO(RLModule):
         kept = self.select_teacher_samples(batch, adv_std)
         beta = self.beta_k()
         stats: dict[str, list[torch.Tensor]] = {}
-        optimizer = self.optimizers()
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         n = samples.shape[0]
         n_kept = 0 if kept is None else kept.shape[0]
         for _ in range(hp.epochs):
@@ -202,12 +205,14 @@ class PPO(RLModule):
             student_parts = torch.randperm(n, device=self.device).tensor_split(hp.minibatches)
             teacher_parts = torch.randperm(n_kept, device=self.device).tensor_split(hp.minibatches)
             for part, teacher_part in zip(student_parts, teacher_parts, strict=True):
-                teacher_mb = kept[teacher_part] if len(teacher_part) else None
+                teacher_mb = kept[teacher_part] if kept is not None and len(teacher_part) else None
                 loss, parts = self.loss(samples[part], teacher_mb, beta)
                 self.check_finite(loss, parts)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+                self.clip_gradients(
+                    optimizer.optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm"
+                )
                 optimizer.step()
                 for key, value_ in parts.items():
                     stats.setdefault(key, []).append(value_)
@@ -239,7 +244,7 @@ class PPO(RLModule):
         # logged as losses (minimised, as CleanRL and TorchRL log them): the negated objectives
         parts = {"loss/policy": -l_clip.detach(), "policy/entropy": entropy.detach()}
         if self.kickstarts:
-            l_aux = kickstarting_loss(dist, teacher_distribution(mb))
+            l_aux = kickstarting_loss(dist, ActionDist.from_columns(mb))
             l_rep = l_rep - beta * l_aux
             parts["loss/kickstart_ce"] = l_aux.detach()
         value_loss = 0.5 * (self.actor_critic.value(mb["obs"]) - mb["return"]).pow(2).mean()
@@ -268,13 +273,13 @@ class PPO(RLModule):
             metrics.setdefault("loss/instance", nan)  # no minibatch had a kept sample
             metrics["transfer/kept"] = float(kept.shape[0])
             metrics["transfer/kept_fraction"] = kept.shape[0] / batch["teacher"].numel()
-        datamodule = self.trainer.datamodule
+        datamodule = datamodule_of(self.trainer)
         if isinstance(datamodule, RolloutSource):
             metrics["train/env_steps"] = float(datamodule.env_steps)
             metrics["train/return"] = _mean(datamodule.recent_returns)
             if kept is not None:
                 metrics["transfer/teacher_return"] = _mean(datamodule.teacher_returns)
-        if not self.tasks[0].discrete:
+        if self.actor_critic.log_std is not None:  # a Gaussian policy
             metrics["policy/std"] = self.actor_critic.log_std.exp().mean().detach()
         reduced = self.reduce_across_ranks(metrics, sums=("train/env_steps", "transfer/kept"))
         self.log_dict(reduced, on_step=False, on_epoch=True, batch_size=1, prog_bar=False)
@@ -284,14 +289,14 @@ class PPO(RLModule):
         """The run's result in a few lines: final return, ``K`` for the target, transfer figures."""
         from lightning.pytorch.utilities import rank_zero_info
 
-        datamodule = self.trainer.datamodule
+        datamodule = datamodule_of(self.trainer)
         uses_teacher = self.kickstarts or self.transfers_instances
         teacher = datamodule.teacher_ref if uses_teacher and isinstance(datamodule, RolloutSource) else None
         best = max(
             (
                 cb.best_model_score
                 for cb in self.trainer.checkpoint_callbacks
-                if cb.monitor == "eval/return" and cb.best_model_score is not None
+                if isinstance(cb, ModelCheckpoint) and cb.monitor == "eval/return" and cb.best_model_score is not None
             ),
             default=None,
         )
@@ -382,10 +387,3 @@ class TransferRecord:
 
 def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
-
-
-def teacher_distribution(mb: TensorDict) -> ActionDist:
-    """``pi_T(.|s)`` stored with the student's samples by the data module."""
-    if "teacher_logits" in mb.keys():
-        return ActionDist(logits=mb["teacher_logits"])
-    return ActionDist(mean=mb["teacher_mean"], log_std=mb["teacher_log_std"])

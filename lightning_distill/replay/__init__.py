@@ -12,7 +12,7 @@ extension does not load with torch 2.13, so nothing here may need it).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -112,7 +112,7 @@ class PrioritizedReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
-        self.sampling = dict(
+        self.sampling: dict[str, Any] = dict(
             alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
         )
         self._sampler(0)  # checks the settings now, not when training starts
@@ -170,7 +170,7 @@ class HierarchicalReplay(PrioritizedReplay):
             )
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
-        self.sampling = dict(
+        self.sampling: dict[str, Any] = dict(
             alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
         )
         self._sampler(0)
@@ -201,8 +201,8 @@ def estimate_value_range(task: Task, teacher: Teacher, steps: int, seed: int = 0
     evaluate(
         teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed, device=next(teacher.parameters()).device
     )
-    values = torch.cat(values)
-    return float(values.min()), float(values.max())
+    seen = torch.cat(values)
+    return float(seen.min()), float(seen.max())
 
 
 def _log(message: str) -> None:

@@ -141,7 +141,7 @@ class HierarchicalSampler(Sampler):
     )
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: torch.from_numpy(getattr(self, name).copy()) for name in self._ARRAYS}
+        state: dict[str, Any] = {name: torch.from_numpy(getattr(self, name).copy()) for name in self._ARRAYS}
         state.update(
             layout=[self.partitions, self.capacity, self.window],
             recent_pos=self.recent_pos,

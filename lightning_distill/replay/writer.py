@@ -86,6 +86,7 @@ class PartitionWriter(Writer):
         values = np.asarray(values, dtype=np.float64)
         if self.partitions == 1:
             return np.zeros(values.shape, dtype=np.int64)
+        assert self.value_range is not None  # the constructor requires one for partitions > 1
         low, high = self.value_range
         width = (high - low) / self.partitions
         if width <= 0:  # a constant teacher value: below or at it -> first, above -> last

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lightning_distill.errors import CheckpointError
 from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:
+    from lightning_distill.networks import QNetwork
+    from lightning_distill.policies import ActionDist, ActorCritic
 
 
 class Teacher(nn.Module):
@@ -25,7 +30,7 @@ class Teacher(nn.Module):
     parameters that get no gradient).
     """
 
-    def __init__(self, network: nn.Module, task: Task) -> None:
+    def __init__(self, network: QNetwork, task: Task) -> None:
         super().__init__()
         self.network = network
         self.task = task
@@ -54,9 +59,9 @@ class Teacher(nn.Module):
 class PolicyTeacher(nn.Module):
     """A frozen actor-critic for one task: ``distribution``, ``value``, greedy ``act``."""
 
-    def __init__(self, network: nn.Module, task: Task) -> None:
+    def __init__(self, network: ActorCritic, task: Task) -> None:
         super().__init__()
-        self.network = network  # a lightning_distill.policies.ActorCritic
+        self.network = network
         self.task = task
         self.eval().requires_grad_(False)
 
@@ -64,8 +69,8 @@ class PolicyTeacher(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def distribution(self, obs: torch.Tensor):
-        """``pi_T(.|s)`` as a ``policies.ActionDist``."""
+    def distribution(self, obs: torch.Tensor) -> ActionDist:
+        """``pi_T(.|s)``."""
         return self.network.distribution(obs)
 
     forward = distribution
@@ -145,10 +150,7 @@ def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher | P
         if suffix == ".zip":
             return importers.load_sb3(path, task)
         return Teacher(importers.load_cleanrl_dqn(path, task), task)
-    agent = load_agent(path)
-    if not hasattr(agent, "as_teacher"):
-        raise CheckpointError(f"{str(path)!r} holds a {type(agent).__name__}, which cannot serve as a teacher")
-    teacher = agent.as_teacher()
+    teacher = load_agent(path).as_teacher()
     if task is not None:
         check_fits(teacher.task, task, str(ref))
         teacher.task = task

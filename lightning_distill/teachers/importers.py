@@ -83,7 +83,8 @@ def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task
     policy = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.policy_net.")})
     value = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.value_net.")})
     actions = state["action_net.weight"].shape[0]
-    in_features = (policy or value or [(state["action_net.weight"], None)])[0][0].shape[1]
+    first = policy or value
+    in_features = (first[0][0] if first else state["action_net.weight"]).shape[1]
     continuous = "log_std" in state
     if in_features != math.prod(task.obs_shape) or actions != task.num_actions or continuous == task.discrete:
         kind = "continuous" if continuous else "discrete"
@@ -99,13 +100,12 @@ def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task
         for encoder, layers in pairs:
             linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
             for module, (weight, bias) in zip(linears, layers, strict=True):
-                module.weight.copy_(weight)
-                module.bias.copy_(bias)
+                copy_layer(module, weight, bias)
         network.action_head.weight.copy_(state["action_net.weight"])
         network.action_head.bias.copy_(state["action_net.bias"])
         network.value_head.weight.copy_(state["value_net.weight"])
         network.value_head.bias.copy_(state["value_net.bias"])
-        if continuous:
+        if network.log_std is not None:  # continuous actions
             network.log_std.copy_(state["log_std"])
     return network
 
@@ -118,6 +118,13 @@ def read_cleanrl_model(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{str(path)!r} is not a CleanRL model file (a state dict of tensors)")
     return state
+
+
+def copy_layer(module: nn.Linear | nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Load one layer's weight and bias (every layer here is built with a bias)."""
+    module.weight.copy_(weight)
+    if module.bias is not None:
+        module.bias.copy_(bias)
 
 
 def layers_in_order(state: dict[str, torch.Tensor]) -> list[Layer]:
@@ -166,8 +173,7 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
         )
     with torch.no_grad():
         for module, (weight, bias) in zip(targets, sources, strict=True):
-            module.weight.copy_(weight)
-            module.bias.copy_(bias)
+            copy_layer(module, weight, bias)
     return network
 
 
