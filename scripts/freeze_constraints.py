@@ -19,6 +19,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "lightning_distill"
@@ -41,7 +42,8 @@ def closure(project: str, extras: tuple[str, ...]) -> dict[str, str]:
             continue  # a requirement whose marker excludes this platform was not installed
         key = canonicalize_name(dist.metadata["Name"])
         if key != canonicalize_name(project):
-            found[key] = dist.version
+            # without a local label (torch's "+cpu"): "==2.13.0" admits 2.13.0+cpu and PyPI's 2.13.0
+            found[key] = Version(dist.version).public
         for line in dist.requires or []:
             requirement = Requirement(line)
             environments = [{"extra": extra} for extra in wanted] or [{"extra": ""}]
