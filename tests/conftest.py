@@ -1,4 +1,5 @@
-"""Shared fixtures: one CartPole DQN teacher trained once per session through the CLI."""
+"""Shared fixtures (one CartPole DQN teacher trained once per session through the CLI) and helpers
+(running the CLI in-process, the layout of a CleanRL Atari Q-network)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 # the shipped configs log to W&B offline; tests that do not check W&B keep it off (no run folders, no service)
@@ -72,3 +75,23 @@ def cartpole_run(tmp_path_factory) -> Path:
 def cartpole_best_ckpt(cartpole_run: Path) -> Path:
     (best,) = (cartpole_run / "checkpoints").glob("best-*.ckpt")
     return best
+
+
+def cleanrl_atari_network(num_actions: int) -> nn.Sequential:
+    """The layer layout of CleanRL's dqn_atari.py QNetwork (``network.0`` .. ``network.9``)."""
+    return nn.Sequential(
+        nn.Conv2d(4, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3136, 512),
+        nn.ReLU(),
+        nn.Linear(512, num_actions),
+    )
+
+
+def save_cleanrl(network: nn.Sequential, path) -> None:
+    torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)

@@ -169,18 +169,28 @@ def test_an_interpolation_to_a_missing_key_is_one_line_naming_it(tmp_path, capsy
     assert line.startswith("error: config interpolation:") and "nope" in line
 
 
+#: a DQN run on CartPole from the command line alone: no config file
+BARE_DQN = (
+    "fit",
+    "--model",
+    "lightning_distill.modules.DQN",
+    "--data",
+    "lightning_distill.data.DQNDataModule",
+    "--data.init_args.task",
+    "{id: CartPole-v1}",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+)
+
+
 def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_noise(
     tmp_path, monkeypatch, capfd, caplog
 ):
     monkeypatch.chdir(tmp_path)
     run_cli(
-        "fit",
-        "--model",
-        "lightning_distill.modules.DQN",
-        "--data",
-        "lightning_distill.data.DQNDataModule",
-        "--data.init_args.task",
-        "{id: CartPole-v1}",
+        *BARE_DQN,
         "--data.init_args.learning_starts",
         "32",
         "--data.init_args.evaluation",
@@ -189,10 +199,6 @@ def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_no
         "20",
         "--trainer.val_check_interval",
         "10",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
     )
     out, err = capfd.readouterr()
     printed = out + err + caplog.text
@@ -200,21 +206,5 @@ def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_no
         assert noise not in printed, noise
     last = tmp_path / "runs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 20
-    run_cli(
-        "fit",
-        "--model",
-        "lightning_distill.modules.DQN",
-        "--data",
-        "lightning_distill.data.DQNDataModule",
-        "--data.init_args.task",
-        "{id: CartPole-v1}",
-        "--trainer.max_steps",
-        "21",
-        "--ckpt_path",
-        "last",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-    )
+    run_cli(*BARE_DQN, "--trainer.max_steps", "21", "--ckpt_path", "last")
     assert torch.load(last, weights_only=True)["global_step"] == 21  # resumed into the same run

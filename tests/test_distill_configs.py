@@ -6,30 +6,17 @@ import copy
 import pytest
 import torch
 import yaml
-from torch import nn
 
 from lightning_distill.tasks import Task
 
-from conftest import REPO, csv_logger, run_cli
+from conftest import REPO, cleanrl_atari_network, csv_logger, run_cli, save_cleanrl
 
 ATARI10 = ["proposed", "dist", "amn"]
 
 
 def write_cleanrl_teacher(task: Task, path) -> str:
     torch.manual_seed(0)
-    network = nn.Sequential(
-        nn.Conv2d(4, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3136, 512),
-        nn.ReLU(),
-        nn.Linear(512, task.num_actions),
-    )
-    torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)
+    save_cleanrl(cleanrl_atari_network(task.num_actions), path)
     return str(path)
 
 

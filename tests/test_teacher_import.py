@@ -11,6 +11,8 @@ from lightning_distill.errors import CheckpointError
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
 
+from conftest import cleanrl_atari_network, save_cleanrl
+
 sb3 = pytest.importorskip("stable_baselines3")
 
 
@@ -31,26 +33,6 @@ class AtariShapedEnv(gym.Env):
 
 def atari_obs(n: int = 5) -> torch.Tensor:
     return torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8)
-
-
-def cleanrl_atari_network(num_actions: int) -> nn.Sequential:
-    """The layer layout of CleanRL's dqn_atari.py QNetwork (``network.0`` .. ``network.9``)."""
-    return nn.Sequential(
-        nn.Conv2d(4, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3136, 512),
-        nn.ReLU(),
-        nn.Linear(512, num_actions),
-    )
-
-
-def save_cleanrl(network: nn.Sequential, path) -> None:
-    torch.save({f"network.{k}": v for k, v in network.state_dict().items()}, path)
 
 
 def test_sb3_cnn_dqn_zip_loads_as_a_teacher_with_the_same_q_values(tmp_path):
