@@ -91,6 +91,18 @@ def test_a_distilled_checkpoint_plays_each_task_without_its_teachers(distilled_r
     assert result.count == 1 and lines[-1].startswith("MinAtar/Freeway mean return over 1 episodes")
 
 
+def test_only_dqn_and_ppo_checkpoints_can_teach_and_distillation_takes_q_teachers(distilled_run):
+    from lightning_distill.data import DistillDataModule
+    from lightning_distill.errors import CheckpointError, ConfigError
+    from lightning_distill.teachers import load_teacher
+
+    with pytest.raises(CheckpointError, match="a Distillation checkpoint cannot serve as a teacher"):
+        load_teacher(distilled_run / "checkpoints/last.ckpt")
+    data = DistillDataModule(tasks=["CartPole-v1"], teachers=["bundled:ppo/cartpole_centered"])
+    with pytest.raises(ConfigError, match="is a policy .PPO / A2C.; distillation learns from Q-value teachers"):
+        data.load_teachers()
+
+
 def test_bundled_teachers_record_their_score_and_command():
     registry = bundled_teachers()
     assert {
