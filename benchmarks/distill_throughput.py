@@ -160,6 +160,8 @@ def main() -> None:
             f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}"
         )
     print(f"median ratio (pipeline / minimal loop, updates/s): {statistics.median(ratios):.3f}")
+    widths = "x".join(str(w) for w in args.hidden)
+    print(f"result: pipeline_vs_minimal={statistics.median(ratios):.3f} rounds={args.rounds} hidden={widths}")
 
 
 if __name__ == "__main__":

@@ -169,6 +169,8 @@ def report(args) -> None:
     (args.results / f"{args.name}.md").write_text(table + "\n")
     print(table)
     plot(args, curves)
+    k_text = "none" if k_base is None else f"{k_base:.1f}"
+    print(f"result: finished_runs={len(curves)} k_baseline={k_text} table={args.results / args.name}.md")
 
 
 def plot(args, curves: dict[str, list[float]]) -> None:

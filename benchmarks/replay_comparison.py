@@ -135,6 +135,8 @@ def report(args) -> None:
     (args.results / f"{args.name}.md").write_text(table + "\n")
     print(table)
     plot(runs, games, args.results / f"{args.name}.png")
+    seeds = " ".join(f"{kind}_seeds={len(curves)}" for kind, curves in runs.items())
+    print(f"result: {seeds} table={args.results / args.name}.md plot={args.results / args.name}.png")
 
 
 def plot(runs: dict, games: list[str], path: Path) -> None:

@@ -155,6 +155,7 @@ def main() -> None:
         f"{'batch':>5} {'kind':<20} {'us/minibatch':>13} {'minibatches/s':>14} {'x torchrl uniform':>18} "
         f"{'4 tasks / update':>17}"
     )
+    summary = []
     for batch_size in args.batch_sizes:
         base = statistics.median(results[("torchrl uniform", batch_size)])
         for (name, size), times in results.items():
@@ -162,6 +163,9 @@ def main() -> None:
                 t = statistics.median(times)
                 share = f"{4 * t / update_time:.1%}" if batch_size == 32 else ""
                 print(f"{batch_size:>5} {name:<20} {t * 1e6:>13.1f} {1 / t:>14,.0f} {t / base:>18.2f} {share:>17}")
+        hpr = statistics.median(results[("H-PR", batch_size)])
+        summary += [f"hpr_b{batch_size}_vs_uniform={hpr / base:.2f}", f"hpr_b{batch_size}_us={hpr * 1e6:.1f}"]
+    print("result: " + " ".join(summary))
 
 
 def distillation_update_time(calls: int) -> float:
