@@ -1,22 +1,25 @@
-"""Sample + priority-update rate of H-PR against TorchRL's uniform buffer, in the same run.
+"""Sample + gather + priority-update cost of H-PR and PR against TorchRL's uniform buffer and
+cpprb's prioritized buffer, in the same run.
 
-The memory holds ``partitions x capacity`` experiences (default 5 x 200k = 1M) of a
+Each memory holds 1M experiences (H-PR: ``partitions x capacity``, default 5 x 200k) of a
 distillation entry: a MinAtar observation (4x10x10 uint8), the teacher's 6 Q-values and V.
 Measured per minibatch:
 
-- ``torchrl uniform``: ``ReplayBuffer(LazyTensorStorage, RandomSampler).sample(batch)``, the
-  public path, on the same data;
-- ``our uniform`` and ``H-PR``: what ``TaskMemory`` does per task and update: draw (uniform,
-  or partition share x rank), importance weights, gather the rows, then (H-PR) write the new
-  priorities, stale-guarded, and move each to its rank; the re-sort every ``sort_every`` draws
-  is included, amortised, from a state where every experience has had its own priority;
-- ``torchrl prioritized``: ``PrioritizedSampler`` sample + update, where its compiled
-  extension loads (it does not with torch 2.13: reported, not measured);
+- ``torchrl uniform`` (the reference): ``ReplayBuffer(LazyTensorStorage, RandomSampler).sample``;
+- ``our uniform``, ``PR`` (one partition of 1M) and ``H-PR``: what ``TaskMemory`` does per task
+  and update: draw (uniform, or partition share x exact rank), importance weights, gather the
+  rows, then (PR, H-PR) write the new priorities, stale-guarded, each moved to its exact rank;
+  from a state where every experience has had its own random priority;
+- ``cpprb prioritized``: cpprb's ``PrioritizedReplayBuffer`` (C++ sum tree, proportional PER)
+  ``sample`` (which gathers) + ``update_priorities``, where cpprb is installed
+  (``pip install -e ".[bench]"``);
 - one distillation update of the quick start's student (4 MinAtar tasks, 256 -> 128 shared
   layers, KL, RMSProp), to put the replay's share of an update in proportion.
 
+It also reports the sampler's own memory per slot, and the numba kernels' compile time in a
+fresh process with an empty cache (paid once per machine: the kernels are cached on disk).
 Rounds alternate so machine noise hits all alike; medians are printed with the ratios.
-Targets: H-PR / uniform < 2 at batch 32; 4 tasks' H-PR < 5% of one update.
+Targets: H-PR <= 1.0x TorchRL uniform at batches 32 and 256, and ahead of cpprb.
 
     python benchmarks/replay_throughput.py                 # 1M, batches 32 and 256
     python benchmarks/replay_throughput.py --capacity 20000 --rounds 2   # quick look
@@ -25,8 +28,12 @@ Targets: H-PR / uniform < 2 at batch 32; 4 tasks' H-PR < 5% of one update.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -47,10 +54,10 @@ def entries(n: int, rng: np.random.Generator) -> TensorDict:
     )
 
 
-def fill(buffer, total: int, seed: int) -> None:
+def fill(add, total: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for start in range(0, total, 50_000):
-        buffer.extend(entries(min(50_000, total - start), rng))
+        add(entries(min(50_000, total - start), rng))
 
 
 def time_per_call(fn, calls: int) -> float:
@@ -61,12 +68,33 @@ def time_per_call(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+COMPILE = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from lightning_distill.replay.sampler import HierarchicalSampler
+s = HierarchicalSampler(2, 1000, window=10)
+s.extend(np.arange(2000))
+slots, info = s.sample(None, 8)
+s.update_priority(slots, np.ones(8), generation=info["index_generation"])
+s.load_state_dict(s.state_dict())
+HierarchicalSampler(1, 10, uniform=True).extend(np.arange(3))
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call_seconds(cache_dir: str | None) -> float:
+    """Seconds from import to the first sample, update and load in a fresh process."""
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache_dir} if cache_dir else {}))
+    out = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--partitions", type=int, default=5)
     parser.add_argument("--capacity", type=int, default=200_000, help="experiences per partition")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
-    parser.add_argument("--sort-every", type=int, default=5000, help="K, as the replay kinds' default")
     parser.add_argument("--calls", type=int, default=2000, help="minibatches per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -76,7 +104,7 @@ def main() -> None:
 
     from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-    from lightning_distill.replay import UniformReplay, partitioned_buffer
+    from lightning_distill.replay import PrioritizedReplay, UniformReplay, partitioned_buffer
     from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.replay.sampler import HierarchicalSampler
     from lightning_distill.replay.writer import PartitionWriter
@@ -85,15 +113,21 @@ def main() -> None:
     total = args.partitions * args.capacity
     print(
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; memory of {args.partitions} x {args.capacity:,} = {total:,} experiences"
+        f"torch {torch.__version__}; memories of {total:,} experiences (H-PR: {args.partitions} x {args.capacity:,})"
     )
+    with tempfile.TemporaryDirectory() as empty_cache:
+        cold = first_call_seconds(empty_cache)
+    warm = first_call_seconds(None)
+    print(f"numba kernels, first call in a fresh process: {cold:.1f} s compiling (once), {warm:.2f} s from cache")
+
     task, batch = Task("MinAtar/Breakout"), max(args.batch_sizes)
     torchrl_uniform = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"), sampler=RandomSampler())
     uniform = TaskMemory(UniformReplay(total).make_buffer(task, None, batch), task, batch, 1)
+    pr = TaskMemory(PrioritizedReplay(total).make_buffer(task, None, batch), task, batch, 1)
     hpr = TaskMemory(
         partitioned_buffer(
             PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
-            HierarchicalSampler(args.partitions, args.capacity, sort_every=args.sort_every, seed=0),
+            HierarchicalSampler(args.partitions, args.capacity, seed=0),
             batch,
         ),
         task,
@@ -101,40 +135,31 @@ def main() -> None:
         1,
     )
     t0 = time.perf_counter()
-    for buffer in (torchrl_uniform, uniform.buffer, hpr.buffer):
-        fill(buffer, total, 0)
+    for buffer in (torchrl_uniform, uniform.buffer, pr.buffer, hpr.buffer):
+        fill(buffer.extend, total, 0)
+    rng = np.random.default_rng(1)
+    for memory in (pr, hpr):  # as in training: every experience has had its own |delta|
+        for start in range(0, total, 100_000):
+            memory.buffer.sampler.update_priority(np.arange(start, start + 100_000), rng.random(100_000))
     print(f"filled in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr.buffer.writer.sizes.tolist()}")
-    sampler, rng = hpr.buffer.sampler, np.random.default_rng(1)
-    # as in training: every experience has had its own |delta|, so rank order is no longer slot order
-    sampler.update_priority(np.arange(total), rng.random(total))
-    sampler.sort_ranks()
-    sampler.update_priority(np.arange(0, total, 30), rng.random(len(range(0, total, 30))))  # ~K updates' worth
-    t0 = time.perf_counter()
-    sampler.sort_ranks()
-    sort_ms = (time.perf_counter() - t0) * 1e3
-    print(
-        f"one re-sort of the rank order: {sort_ms:.1f} ms (every {args.sort_every} minibatches: "
-        f"{sort_ms * 1e3 / args.sort_every:.1f} us each)"
-    )
-    try:
-        from torchrl.data import PrioritizedSampler
-
-        torchrl_prioritized = ReplayBuffer(
-            storage=LazyTensorStorage(total, device="cpu"), sampler=PrioritizedSampler(total, alpha=0.7, beta=0.5)
-        )
-        fill(torchrl_prioritized, total, 0)
-    except Exception as exc:  # the compiled extension is missing
-        torchrl_prioritized = None
-        print(f"torchrl prioritized: unavailable ({str(exc).splitlines()[0][:90]})")
+    sampler = hpr.buffer.sampler
+    bytes_per_slot = sampler.nbytes / total
+    print(f"H-PR sampler state: {sampler.nbytes / 2**20:.1f} MiB, {bytes_per_slot:.1f} bytes per slot")
+    cpprb = cpprb_buffer(total)
+    if cpprb is not None:
+        fill(lambda data: cpprb.add(**{key: value.numpy() for key, value in data.items()}), total, 0)
+        cpprb.update_priorities(np.arange(total), rng.random(total))
+    else:
+        print("cpprb prioritized: not installed (pip install -e '.[bench]')")
 
     def memory_step(memory: TaskMemory, batch_size: int):
         memory.batch_size = batch_size
         minibatch = memory.sample()
         memory.update_priority(minibatch["index"], torch.rand(batch_size))
 
-    def torchrl_prioritized_step(batch_size: int):
-        _, info = torchrl_prioritized.sample(batch_size, return_info=True)
-        torchrl_prioritized.update_priority(info["index"], torch.rand(batch_size))
+    def cpprb_step(batch_size: int):
+        minibatch = cpprb.sample(batch_size, beta=0.5)
+        cpprb.update_priorities(minibatch["indexes"], rng.random(batch_size))
 
     update_time = distillation_update_time(args.calls // 4)
     results: dict[tuple[str, int], list[float]] = {}
@@ -144,10 +169,11 @@ def main() -> None:
             kinds = {
                 "torchrl uniform": lambda b=batch_size: torchrl_uniform.sample(b),
                 "our uniform": lambda b=batch_size: memory_step(uniform, b),
+                "PR": lambda b=batch_size: memory_step(pr, b),
                 "H-PR": lambda b=batch_size: memory_step(hpr, b),
             }
-            if torchrl_prioritized is not None:
-                kinds["torchrl prioritized"] = lambda b=batch_size: torchrl_prioritized_step(b)
+            if cpprb is not None:
+                kinds["cpprb prioritized"] = lambda b=batch_size: cpprb_step(b)
             for name, fn in kinds.items():
                 results.setdefault((name, batch_size), []).append(time_per_call(fn, args.calls))
     print(f"\none distillation update (4 MinAtar tasks x 32, 256/128 student): {update_time * 1e3:.2f} ms")
@@ -157,15 +183,28 @@ def main() -> None:
     )
     summary = []
     for batch_size in args.batch_sizes:
-        base = statistics.median(results[("torchrl uniform", batch_size)])
-        for (name, size), times in results.items():
-            if size == batch_size:
-                t = statistics.median(times)
-                share = f"{4 * t / update_time:.1%}" if batch_size == 32 else ""
-                print(f"{batch_size:>5} {name:<20} {t * 1e6:>13.1f} {1 / t:>14,.0f} {t / base:>18.2f} {share:>17}")
-        hpr = statistics.median(results[("H-PR", batch_size)])
-        summary += [f"hpr_b{batch_size}_vs_uniform={hpr / base:.2f}", f"hpr_b{batch_size}_us={hpr * 1e6:.1f}"]
+        median = {name: statistics.median(times) for (name, size), times in results.items() if size == batch_size}
+        base = median["torchrl uniform"]
+        for name, t in median.items():
+            share = f"{4 * t / update_time:.1%}" if batch_size == 32 else ""
+            print(f"{batch_size:>5} {name:<20} {t * 1e6:>13.1f} {1 / t:>14,.0f} {t / base:>18.2f} {share:>17}")
+        b = f"b{batch_size}"
+        summary += [f"hpr_{b}_vs_uniform={median['H-PR'] / base:.2f}", f"pr_{b}_vs_uniform={median['PR'] / base:.2f}"]
+        if cpprb is not None:
+            summary.append(f"hpr_{b}_vs_cpprb={median['H-PR'] / median['cpprb prioritized']:.2f}")
+        summary.append(f"hpr_{b}_us={median['H-PR'] * 1e6:.1f}")
+    summary += [f"bytes_per_slot={bytes_per_slot:.1f}", f"compile_s={cold:.1f}"]
     print("result: " + " ".join(summary))
+
+
+def cpprb_buffer(total: int):
+    """cpprb's PrioritizedReplayBuffer over the same entries, or None where cpprb is missing."""
+    try:
+        from cpprb import PrioritizedReplayBuffer
+    except ImportError:
+        return None
+    fields = {"obs": {"shape": (4, 10, 10), "dtype": np.uint8}, "q_teacher": {"shape": 6}, "value": {}}
+    return PrioritizedReplayBuffer(total, fields, alpha=0.7)
 
 
 def distillation_update_time(calls: int) -> float:

@@ -70,7 +70,7 @@ def test_values_go_to_evenly_split_partitions_with_out_of_range_values_clamped()
 
 def test_draws_follow_partition_share_times_rank_probability_and_skip_empty_partitions():
     alpha, rng = 0.7, np.random.default_rng(1)
-    buffer = make_buffer(alpha=alpha, sort_every=1)
+    buffer = make_buffer(alpha=alpha)
     values = np.array([0.5] * 20 + [1.5] * 10)  # partitions 0 and 1; partition 2 stays empty
     slots = insert(buffer, rng.permutation(values))
     priorities = rng.random(len(slots)) + 0.01
@@ -97,7 +97,7 @@ def test_partition_share_counts_only_the_recent_window_of_insertions():
 
 def test_importance_weights_match_the_formula_normalised_by_the_batch_maximum():
     alpha, beta = 0.7, 0.4
-    buffer = make_buffer(alpha=alpha, beta=beta, beta_final=beta, sort_every=1)
+    buffer = make_buffer(alpha=alpha, beta=beta, beta_final=beta)
     slots = insert(buffer, [0.5] * 6 + [2.5] * 2)
     buffer.sampler.update_priority(torch.as_tensor(slots), torch.arange(1.0, 9.0))
     sampled, info = buffer.sampler.sample(buffer.storage, 64)
@@ -121,7 +121,7 @@ def test_beta_is_annealed_linearly_over_the_given_number_of_updates():
 
 def test_one_partition_is_rank_based_prioritized_replay():
     alpha, rng = 0.6, np.random.default_rng(2)
-    pr = partitioned_buffer(PartitionWriter(1, 50), HierarchicalSampler(1, 50, alpha=alpha, sort_every=1, seed=0), 1000)
+    pr = partitioned_buffer(PartitionWriter(1, 50), HierarchicalSampler(1, 50, alpha=alpha, seed=0), 1000)
     slots = insert(pr, rng.normal(size=50))
     priorities = rng.random(50)
     pr.sampler.update_priority(torch.as_tensor(slots), torch.as_tensor(priorities))
@@ -149,50 +149,112 @@ def test_uniform_mode_is_uniform_over_what_is_stored_with_unit_weights():
     assert np.all(buffer.sampler.sample(buffer.storage, 16)[1]["_weight"] == 1)
 
 
-def test_new_experiences_enter_at_the_top_rank_with_the_maximum_priority():
-    buffer = make_buffer(partitions=1, capacity=100, sort_every=1000)
+def true_ranked(sampler, partition):
+    """A partition's stored slots by current priority, descending, ties by slot: the order the
+    sampler must hold, computed from scratch."""
+    C = sampler.capacity
+    stored = partition * C + np.arange(sampler.sizes[partition])
+    return stored[np.lexsort((stored, -sampler.priority[stored].astype(np.float64)))]
+
+
+def test_new_experiences_enter_with_the_largest_priority_seen():
+    buffer = make_buffer(partitions=1, capacity=100)
+    sampler = buffer.sampler
     old = insert(buffer, [0.0] * 50)
-    buffer.sampler.update_priority(torch.as_tensor(old), torch.linspace(1, 5, 50))
-    buffer.sampler.sort_ranks()
+    sampler.update_priority(torch.as_tensor(old), torch.linspace(1, 5, 50))
+    sampler.update_priority(torch.as_tensor(old), torch.linspace(0.1, 1, 50))  # the loss shrank
     new = insert(buffer, [0.0])
+    assert sampler.priority[new[0]] == pytest.approx(5.0)
+    assert sampler.ranked_slots(0)[0] == new[0]  # rank 1: above every experience that was drawn
+    newer = insert(buffer, [0.0])
+    assert sampler.ranked_slots(0)[:2].tolist() == [new[0], newer[0]]  # a tie: the lower slot first
+
+
+def test_an_updated_priority_moves_its_experience_to_its_exact_rank_at_once():
+    buffer = make_buffer(partitions=1, capacity=100)
     sampler = buffer.sampler
-    assert sampler.order[sampler.head[0]] == new[0]  # rank 1 until the next sort...
-    assert sampler.priority[new[0]] == pytest.approx(5.0)  # ...and at the maximum priority after it
-    sampler.sort_ranks()
-    assert sampler.priority[sampler.order[0]] == pytest.approx(5.0)
-
-
-def test_updated_priorities_move_their_experiences_to_their_ranks_before_the_next_sort():
-    buffer = make_buffer(partitions=1, capacity=100, sort_every=1000, move_every=2)
     slots = insert(buffer, [0.0] * 100)
-    buffer.sampler.update_priority(torch.as_tensor(slots), torch.linspace(2, 1, 100))  # slot k: rank k
-    buffer.sampler.sort_ranks()
+    sampler.update_priority(torch.as_tensor(slots), torch.linspace(2, 1, 100))  # slot k: rank k
+    sampler.update_priority(torch.as_tensor([slots[0]]), torch.tensor([1.5]))
+    ranked = sampler.ranked_slots(0)
+    assert ranked[0] == slots[1] and ranked.tolist().index(slots[0]) == 49  # 49 priorities above 1.5
+    assert np.array_equal(ranked, true_ranked(sampler, 0))
+
+
+def interleave(buffer, rng, steps, batch=32, inserts=4, on_draw=None):
+    """What training does to a memory: each step, new experiences (evicting the oldest of a full
+    partition), a minibatch drawn, then its priorities replaced by values unrelated to the old
+    ones (the hardest case for a rank order kept between sorts), every other update stale."""
     sampler = buffer.sampler
-    top = sampler.order[0]
-    sampler.update_priority(torch.as_tensor([top]), torch.tensor([1.5]))  # it now belongs at rank ~50
-    assert sampler.order[0] == top  # moves wait for move_every minibatches' updates
-    sampler.update_priority(torch.as_tensor([sampler.order[99]]), torch.tensor([1.01]))  # already there
-    assert abs(int(sampler.pos[top]) - 50) <= 1
-    assert sampler.order[0] != top and sorted(sampler.order.tolist()) == list(range(100))
+    for step in range(steps):
+        insert(buffer, rng.uniform(0, 3, size=inserts))
+        if on_draw is not None:
+            truth = [true_ranked(sampler, part) for part in range(sampler.partitions)]
+        slots, info = sampler.sample(buffer.storage, batch)
+        if on_draw is not None:
+            on_draw(slots.numpy(), info, truth)
+        if step % 2:
+            insert(buffer, rng.uniform(0, 3, size=inserts))  # some drawn slots are rewritten first
+        sampler.update_priority(
+            slots, torch.as_tensor(rng.exponential(size=batch)), generation=info["index_generation"]
+        )
 
 
-def test_rank_order_stays_a_permutation_with_stored_experiences_on_top():
-    rng = np.random.default_rng(3)
-    buffer = make_buffer(partitions=3, capacity=20, sort_every=7)
-    for _ in range(60):
-        insert(buffer, rng.uniform(-1, 4, size=rng.integers(1, 6)))
-        slots, info = buffer.sampler.sample(buffer.storage, 8)
-        buffer.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
-        sampler = buffer.sampler
-        assert np.array_equal(np.sort(sampler.order), np.arange(60))
-        assert np.array_equal(sampler.pos[sampler.order], np.arange(60))
+def test_each_partition_holds_exactly_its_stored_experiences_in_rank_order_under_any_interleaving():
+    # capacities past one block (256 keys): blocks split, empty out and are repacked
+    buffer = make_buffer(partitions=3, capacity=700, value_range=(0.0, 3.0))
+    interleave(buffer, np.random.default_rng(3), steps=1500, batch=64, inserts=8)
+    sampler = buffer.sampler
+    assert sampler.sizes.tolist() == [700, 700, 700]  # every partition turned over
+    for part in range(3):
+        assert np.array_equal(sampler.ranked_slots(part), true_ranked(sampler, part))
+
+
+def test_drawn_true_ranks_and_partitions_fit_the_formula_at_every_draw():
+    """Goodness of fit over (partition, rank bucket): at each draw, the expected share of each
+    cell is computed from the true ranks at that moment, then summed over all draws."""
+    alpha, rng = 0.7, np.random.default_rng(7)
+    buffer = make_buffer(partitions=3, capacity=300, alpha=alpha, window=200)
+    sampler = buffer.sampler
+    interleave(buffer, rng, steps=200, batch=64)  # warm up: memories full, ranks shuffled
+    edges = np.unique(np.round(np.geomspace(1, 300, 12)).astype(int))[:-1] - 1  # rank buckets' first (0-based) ranks
+    counts, expected = np.zeros((3, len(edges))), np.zeros((3, len(edges)))
+
+    def on_draw(slots, info, truth):
+        share = sampler.visits / sampler.visits.sum()
         for part in range(3):
-            ranked = sampler.order[part * 20 + (sampler.head[part] + np.arange(sampler.sizes[part])) % 20]
-            assert np.all(ranked // 20 == part)
-            assert np.array_equal(np.sort(ranked % 20), np.arange(sampler.sizes[part]))  # exactly the stored
-    sampler.sort_ranks()
-    ranked = sampler.order[:20]
-    assert np.all(np.diff(sampler.priority[ranked]) <= 0)  # exact after a sort
+            ranked = truth[part]
+            mass = np.arange(1, len(ranked) + 1) ** -alpha
+            bucket = np.searchsorted(edges, np.arange(len(ranked)), side="right") - 1
+            expected[part] += len(slots) * share[part] * np.bincount(bucket, mass, len(edges)) / mass.sum()
+            rank_of = np.full(900, -1)
+            rank_of[ranked] = np.arange(len(ranked))
+            drawn = rank_of[slots[slots // 300 == part]]  # the true rank of each draw
+            assert np.all(drawn >= 0)  # only stored experiences are drawn
+            counts[part] += np.bincount(bucket[drawn], minlength=len(edges))
+
+    interleave(buffer, rng, steps=1500, batch=64, on_draw=on_draw)
+    assert counts.sum() == 1500 * 64
+    _, p_value = chisquare(counts.ravel(), expected.ravel() * counts.sum() / expected.sum())
+    assert p_value > 1e-3, (p_value, counts, expected)
+    assert counts[:, 0].sum() / counts.sum() > 15 / 300  # rank 1 draws 19x a uniform share: a real test
+
+
+def test_importance_weights_match_the_formula_after_interleaved_updates():
+    alpha, beta, rng = 0.7, 0.4, np.random.default_rng(8)
+    buffer = make_buffer(partitions=3, capacity=300, alpha=alpha, beta=beta, beta_final=beta, window=200)
+    sampler = buffer.sampler
+    interleave(buffer, rng, steps=300, batch=64)
+    slots, info = sampler.sample(buffer.storage, 64)
+    share = sampler.visits / sampler.visits.sum()
+    prob = []
+    for slot in slots.tolist():
+        part = slot // 300
+        ranked = true_ranked(sampler, part)
+        rank = ranked.tolist().index(slot) + 1
+        prob.append(share[part] * rank**-alpha / (np.arange(1, len(ranked) + 1) ** -alpha).sum())
+    w = (sampler.sizes.sum() * np.array(prob)) ** -beta
+    np.testing.assert_allclose(info["_weight"], w / w.max(), rtol=1e-5)
 
 
 def test_each_partition_is_a_fifo_that_keeps_exactly_its_newest_experiences():
@@ -212,11 +274,12 @@ def test_each_partition_is_a_fifo_that_keeps_exactly_its_newest_experiences():
 def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occupant():
     buffer = make_buffer(partitions=1, capacity=4)
     slots = insert(buffer, [0.0] * 4)
-    buffer.sampler.update_priority(torch.as_tensor(slots), torch.full((4,), 0.5))
+    buffer.sampler.update_priority(torch.as_tensor(slots), torch.full((4,), 2.0))
     sampled, info = buffer.sampler.sample(buffer.storage, 4)
-    insert(buffer, [0.0] * 4)  # every slot rewritten, at the maximum priority
+    insert(buffer, [0.0] * 4)  # every slot rewritten, at the largest priority seen
     buffer.sampler.update_priority(sampled, torch.full((4,), 0.01), generation=info["index_generation"])
-    assert np.all(buffer.sampler.priority == pytest.approx(0.5))
+    assert np.all(buffer.sampler.priority == pytest.approx(2.0))
+    assert np.array_equal(buffer.sampler.ranked_slots(0), np.arange(4))  # the index kept no stale key
     # the same through the data module's memory, whose index carries the generation
     task = Task("CartPole-v1")
     memory = TaskMemory(PrioritizedReplay(capacity=4).make_buffer(task, None, 4), task, batch_size=4, num_envs=4)
@@ -237,18 +300,18 @@ def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occup
 @pytest.mark.parametrize("how", ["state_dict", "dumps"])
 def test_a_saved_and_loaded_buffer_samples_as_the_original_would(tmp_path, how):
     rng = np.random.default_rng(5)
-    original = make_buffer(partitions=3, capacity=30, window=25, sort_every=3)
+    original = make_buffer(partitions=3, capacity=30, window=25)
     for _ in range(20):
         insert(original, rng.uniform(0, 3, size=4))
         slots, info = original.sampler.sample(original.storage, 8)
         original.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
-    restored = make_buffer(partitions=3, capacity=30, window=25, sort_every=3)
+    restored = make_buffer(partitions=3, capacity=30, window=25)
     if how == "state_dict":
         restored.load_state_dict(original.state_dict())
     else:
         original.dumps(tmp_path / "replay")
         restored.loads(tmp_path / "replay")
-    for _ in range(10):  # including a re-sort, new insertions and priority updates
+    for _ in range(10):  # with new insertions, evictions and priority updates between draws
         values = rng.uniform(0, 3, size=4)
         for buffer in (original, restored):
             insert(buffer, values)
@@ -297,7 +360,7 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
     from lightning_distill.modules import Distillation
 
     tasks = [{"id": "MinAtar/Breakout"}, {"id": "MinAtar/Freeway"}]
-    replay = HierarchicalReplay(partitions=3, partition_capacity=500, value_steps=200, sort_every=10)
+    replay = HierarchicalReplay(partitions=3, partition_capacity=500, value_steps=200)
     data = DistillDataModule(
         tasks,
         ["bundled:minatar/breakout", "bundled:minatar/freeway"],

@@ -36,8 +36,6 @@ SMALL_HPR = (
     "600",
     "--data.init_args.replay.init_args.value_steps",
     "200",
-    "--data.init_args.replay.init_args.sort_every",
-    "20",
     "--data.init_args.learning_starts",
     "100",
     "--data.init_args.checkpoint_replay",

@@ -29,6 +29,28 @@ def test_a_moved_private_method_is_reported_by_name(monkeypatch):
     ]
 
 
+def test_numba_compiles_kernels_without_reference_counting_and_refuses_allocation_there():
+    import numba
+    import numpy as np
+    import pytest
+
+    @numba.njit(**upstream.NUMBA_WITHOUT_REFCOUNTS)
+    def shift(a):
+        for i in range(len(a) - 1, 0, -1):
+            a[i] = a[i - 1]
+
+    array = np.arange(4)
+    shift(array)
+    assert array.tolist() == [0, 0, 1, 2]
+
+    @numba.njit(**upstream.NUMBA_WITHOUT_REFCOUNTS)
+    def allocate(n):
+        return np.zeros(n).sum()
+
+    with pytest.raises(numba.core.errors.NumbaError):  # allocating needs reference counting
+        allocate(3)
+
+
 def test_model_checkpoint_intervals_read_as_configured():
     from lightning.pytorch.callbacks import ModelCheckpoint
 

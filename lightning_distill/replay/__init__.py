@@ -94,9 +94,9 @@ class PrioritizedReplay(Replay):
         beta: importance-sampling exponent at the start (Schaul et al.: 0.5) ...
         beta_final: ... annealed linearly to this ...
         beta_updates: ... over this many updates.
-        sort_every: updates between two re-sorts of the rank order (``K``): between them, new
-            experiences enter at the top ranks and updated priorities are moved, every 8
-            updates, to about the rank their priority had at the last sort.
+
+    Ranks are exact at every draw: an updated priority moves its experience at once (see
+    ``sampler``).
     """
 
     def __init__(
@@ -106,15 +106,12 @@ class PrioritizedReplay(Replay):
         beta: float = 0.5,
         beta_final: float = 1.0,
         beta_updates: int = 1_000_000,
-        sort_every: int = 5000,
     ) -> None:
         if capacity < 1:
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
-        self.sampling: dict[str, Any] = dict(
-            alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
-        )
+        self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self._sampler(0)  # checks the settings now, not when training starts
 
     def _sampler(self, seed: int):
@@ -144,7 +141,7 @@ class HierarchicalReplay(PrioritizedReplay):
     Args:
         partitions: ``p`` (the paper: 5; 1 is PR).
         partition_capacity: experiences per partition, each its own FIFO (the paper: 200,000).
-        alpha, beta, beta_final, beta_updates, sort_every: as for ``PrioritizedReplay``.
+        alpha, beta, beta_final, beta_updates: as for ``PrioritizedReplay``.
         window: recent insertions over which each partition's share ``N_j`` is counted (not
             given in the paper).
         value_steps: agent steps of the teacher's own play (epsilon 0.05) that measure
@@ -159,7 +156,6 @@ class HierarchicalReplay(PrioritizedReplay):
         beta: float = 0.5,
         beta_final: float = 1.0,
         beta_updates: int = 1_000_000,
-        sort_every: int = 5000,
         window: int = 100_000,
         value_steps: int = 10_000,
     ) -> None:
@@ -170,9 +166,7 @@ class HierarchicalReplay(PrioritizedReplay):
             )
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
-        self.sampling: dict[str, Any] = dict(
-            alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates, sort_every=sort_every
-        )
+        self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self._sampler(0)
 
     def value_range(self, task: Task, teacher: Teacher, seed: int) -> tuple[float, float] | None:
