@@ -380,15 +380,3 @@ def draw_ranked(ix, u, visits, rank_mass, rank_guide, beta, generation, capacity
     for i in range(n):
         weight[i] = (smallest / probability[i]) ** beta  # (N P)^-beta / max (N P)^-beta: N cancels
     return slots, weight, seen
-
-
-@numba.njit(cache=True)
-def draw_uniform(u, sizes, capacity):
-    """Uniform over the stored experiences: the ``i``-th stored one, partition by partition."""
-    ends = np.cumsum(sizes)
-    slots = np.empty(len(u), np.int64)
-    for i in range(len(u)):
-        k = int(u[i] * ends[-1])
-        p = np.searchsorted(ends, k, side="right")
-        slots[i] = p * capacity + k - (ends[p] - sizes[p])
-    return slots

@@ -169,7 +169,7 @@ class HierarchicalSampler(Sampler):
         if not self.sizes.any():
             raise RuntimeError("cannot sample from an empty replay memory")
         if self.index is None:
-            slots = ranks.draw_uniform(self.rng.random(batch_size), self.sizes, self.capacity)
+            slots = self._uniform_slots(batch_size)
             weight, seen = np.ones(batch_size, dtype=np.float32), self.generation[slots]
         else:
             u = self.rng.random((2, batch_size))
@@ -185,6 +185,13 @@ class HierarchicalSampler(Sampler):
             )
         self.samples += 1
         return torch.from_numpy(slots), {"_weight": weight, "index_generation": seen}
+
+    def _uniform_slots(self, batch_size: int) -> np.ndarray:
+        """Uniform over the stored experiences: the ``u``-th stored one, partition by partition."""
+        ends = np.cumsum(self.sizes)
+        u = self.rng.integers(0, ends[-1], batch_size)
+        part = np.searchsorted(ends, u, side="right")
+        return part * self.capacity + u - (ends[part] - self.sizes[part])
 
     def ranked_slots(self, partition: int) -> np.ndarray:
         """The slots of a partition's experiences, rank 1 first (for tests and inspection)."""
