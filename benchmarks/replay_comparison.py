@@ -2,12 +2,15 @@
 count p: runs the configs over seeds, then writes learning curves and a table of the updates
 each needs to reach 90% of each teacher.
 
-    python benchmarks/replay_comparison.py run                    # 3 kinds x 3 seeds, ~3 min each
+    python benchmarks/replay_comparison.py run                    # 3 kinds x 3 seeds, 2 at a time
     python benchmarks/replay_comparison.py run --kinds hpr_p10 hpr_p15   # partition sensitivity
     python benchmarks/replay_comparison.py report                 # -> docs/results/
 
-``run`` skips runs that already finished and starts interrupted ones again from scratch, so it
-can be stopped and started again. Kinds:
+``run`` runs ``--jobs`` runs at a time (2), each with one torch thread; it skips runs that
+already finished and starts interrupted ones again from scratch, so it can be stopped and
+started again. Each finished run's ``metrics.csv`` and ``config.yaml`` (kilobytes) are copied to
+``docs/results/runs/<name>/<kind>_s<seed>/``, which ``report`` reads: the tables can be rebuilt
+from the repository alone, on another machine. Kinds:
 ``uniform``, ``pr``, ``hpr`` (configs/distill/minatar_<kind>.yaml) and ``hpr_p<N>`` (the H-PR
 config with N partitions).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import statistics
 import subprocess
@@ -56,6 +60,15 @@ def metrics_path(out: Path, kind: str, seed: int) -> Path:
     return out / f"{kind}_s{seed}" / "version_0" / "metrics.csv"
 
 
+def kept_path(args, kind: str, seed: int) -> Path:
+    """Where a finished run's metrics.csv is kept in the repository (its config.yaml beside it)."""
+    return args.results / "runs" / args.name / f"{kind}_s{seed}" / "metrics.csv"
+
+
+def finished(args, path: Path) -> bool:
+    return path.exists() and max(read_curves(path).get("geomean", {0: 0}), default=0) >= args.updates
+
+
 def read_curves(path: Path) -> dict[str, dict[int, float]]:
     """{game: {update: % of teacher}} (updates counted from 1), plus 'geomean'."""
     curves: dict[str, dict[int, float]] = {}
@@ -73,21 +86,49 @@ def updates_to_reach(curve: dict[int, float], threshold: float = THRESHOLD) -> i
 
 
 def run(args) -> None:
+    """Every (kind, seed) not finished yet, ``args.jobs`` at a time, one torch thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    todo = []
     for kind in args.kinds:
         for seed in args.seeds:
             path = metrics_path(args.out, kind, seed)
-            if path.exists() and max(read_curves(path).get("geomean", {0: 0}), default=0) >= args.updates:
+            if finished(args, kept_path(args, kind, seed)) or finished(args, path):
                 print(f"{kind} seed {seed}: done already")
+                keep(args, kind, seed)
                 continue
             if path.parent.exists():  # an interrupted run: start it again from scratch
                 shutil.rmtree(path.parent.parent)
                 print(f"{kind} seed {seed}: unfinished, starting it again")
-            start = time.time()
+            todo.append((kind, seed))
+    running: list[tuple[str, int, subprocess.Popen, float]] = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            kind, seed = todo.pop(0)
             log = args.out / f"{kind}_s{seed}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "w") as f:
-                code = subprocess.call(command(kind, seed, args.out), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-            print(f"{kind} seed {seed}: exit {code} in {time.time() - start:.0f} s (log {log})", flush=True)
+                process = subprocess.Popen(
+                    command(kind, seed, args.out), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env
+                )
+            running.append((kind, seed, process, time.time()))
+        time.sleep(2)
+        for entry in [r for r in running if r[2].poll() is not None]:
+            kind, seed, process, start = entry
+            running.remove(entry)
+            print(f"{kind} seed {seed}: exit {process.returncode} in {time.time() - start:.0f} s", flush=True)
+            if process.returncode == 0:
+                keep(args, kind, seed)
+
+
+def keep(args, kind: str, seed: int) -> None:
+    """Copy a finished run's metrics.csv and config.yaml into the repository's results."""
+    source = metrics_path(args.out, kind, seed)
+    if not finished(args, source):
+        return
+    target = kept_path(args, kind, seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    shutil.copy(source.parent / "config.yaml", target.parent / "config.yaml")
 
 
 def summarise(values: list[int | None]) -> str:
@@ -101,9 +142,7 @@ def summarise(values: list[int | None]) -> str:
 
 def report(args) -> None:
     runs = {
-        kind: [
-            read_curves(metrics_path(args.out, kind, s)) for s in args.seeds if metrics_path(args.out, kind, s).exists()
-        ]
+        kind: [read_curves(kept_path(args, kind, s)) for s in args.seeds if kept_path(args, kind, s).exists()]
         for kind in args.kinds
     }
     runs = {kind: curves for kind, curves in runs.items() if curves}
@@ -171,6 +210,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "replay_comparison")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--name", default="replay_comparison", help="file name of the report's table and plot")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each")
     args = parser.parse_args()
     run(args) if args.action == "run" else report(args)
 

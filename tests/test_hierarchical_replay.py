@@ -395,3 +395,23 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
         assert len(np.unique(sampler.priority[stored])) >= 20  # |delta|s written back (new ones share the max)
     weights = torch.stack(weights)
     assert weights.max() == 1.0 and weights.min() < 1.0  # importance weights reach the loss
+
+
+def test_memory_add_stores_what_the_torchrl_buffer_extend_would():
+    """TaskMemory writes rows into the storage directly after the first write: the same slots,
+    rows, partitions and ranks as TorchRL's ``ReplayBuffer.extend``, through evictions."""
+    task, rng = Task("CartPole-v1"), np.random.default_rng(9)
+    buffers = [make_buffer(partitions=3, capacity=20) for _ in range(2)]
+    direct = TaskMemory(buffers[0], task, batch_size=8, num_envs=4)
+    for _ in range(40):  # 160 experiences into 3 x 20 slots
+        obs = rng.normal(size=(4, 4)).astype(np.float32)
+        q = torch.as_tensor(rng.normal(size=(4, 2)), dtype=torch.float32)
+        value = torch.as_tensor(rng.uniform(0, 3, size=4), dtype=torch.float32)
+        slots = direct.add(obs, q, value, np.zeros(4, bool))
+        expected = buffers[1].extend(TensorDict({"q_teacher": q, "value": value, "obs": torch.as_tensor(obs)}, [4]))
+        assert slots.tolist() == expected.tolist()
+    for key in ("obs", "q_teacher", "value"):
+        assert torch.equal(buffers[0].storage.get(torch.arange(60))[key], buffers[1].storage.get(torch.arange(60))[key])
+    assert buffers[0].writer.sizes.tolist() == buffers[1].writer.sizes.tolist() == [20, 20, 20]
+    for part in range(3):
+        assert np.array_equal(buffers[0].sampler.ranked_slots(part), buffers[1].sampler.ranked_slots(part))

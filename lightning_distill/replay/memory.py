@@ -49,12 +49,20 @@ class TaskMemory:
 
     def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:
         """Store one experience per env: its observation and the teacher's outputs for it.
-        Returns the buffer slots written."""
+        Returns the buffer slots written.
+
+        After the first write (which lets TorchRL lay out the storage), rows are copied into
+        the storage's tensors directly: the writer picks the slots, the sampler ranks them.
+        ``ReplayBuffer.extend`` would wrap the same work in a TensorDict, a lock and its
+        transforms, at ~0.5 ms a call, four calls per agent step with four tasks."""
         data = {"q_teacher": q_teacher.cpu(), "value": value.cpu()}
         if self.frames is None:
             data["obs"] = torch.as_tensor(obs)
-        # device="cpu", the storage's: TorchRL then skips a per-call device move (~50 us)
-        slots = self.buffer.extend(TensorDict(data, batch_size=[len(obs)], device="cpu")).numpy()
+        if self.buffer.storage.initialized and len(obs) <= self.buffer.writer.capacity:
+            slots = self._write(data)
+        else:  # TorchRL lays out the storage's tensors (the first write), or a batch past a partition
+            # device="cpu", the storage's: TorchRL then skips a per-call device move (~50 us)
+            slots = self.buffer.extend(TensorDict(data, batch_size=[len(obs)], device="cpu")).numpy()
         if self.frames is None:
             return slots
         ids = self.frames.encode(obs, new_episode)
@@ -63,6 +71,16 @@ class TaskMemory:
         self.frames.pool.incref(ids)
         if (evicted >= 0).any():
             self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
+        return slots
+
+    def _write(self, data: dict[str, torch.Tensor]) -> np.ndarray:
+        writer = self.buffer.writer
+        slots = writer.place(data["value"].numpy().reshape(-1))
+        index = torch.from_numpy(slots)
+        for key, column in self.columns().items():
+            column.index_copy_(0, index, data[key].reshape(len(slots), *column.shape[1:]).to(column.dtype))
+        writer.mark_written(slots)
+        self.buffer.sampler.extend(index)
         return slots
 
     def sample(self) -> TensorDict:

@@ -105,24 +105,35 @@ class PartitionWriter(Writer):
         self.sizes = np.minimum(self.sizes + counts, self.capacity)
         return parts * self.capacity + offsets
 
-    def extend(self, data) -> torch.Tensor:
-        values = data[self.value_key].detach().cpu().numpy().reshape(len(data))
+    def place(self, values: np.ndarray) -> np.ndarray:
+        """The slots of new experiences with state values ``values``, in order: each goes to the
+        next slot of its partition's FIFO. When one call brings more than a partition holds, a
+        slot is given twice and the later experience wins (see ``extend``)."""
         parts = self.partition_of(values)
         slots = np.concatenate(
             [self.slots_for(parts[start : start + self.capacity]) for start in range(0, len(parts), self.capacity)]
         )
-        if len(parts) > self.capacity:  # a slot written twice: keep its last experience only
+        self._write_count += len(values)
+        return slots
+
+    def mark_written(self, slots: np.ndarray) -> None:
+        """Keep the storage's length and cursor in step after ``slots`` were written."""
+        set_last_cursor(self.storage, torch.as_tensor(slots))
+        # TorchRL reads slots [0, len(storage)): a single FIFO's written prefix; with partitions,
+        # every slot (each partition fills from its own start; slicing would cost ~25 us a read)
+        readable = self.storage.max_size if self.partitions > 1 else int(slots.max()) + 1
+        set_storage_length(self.storage, max(len(self.storage), readable))
+
+    def extend(self, data) -> torch.Tensor:
+        values = data[self.value_key].detach().cpu().numpy().reshape(len(data))
+        slots = self.place(values)
+        if len(slots) > self.capacity:  # a slot written twice: keep its last experience only
             _, last = np.unique(slots[::-1], return_index=True)
             keep = np.sort(len(slots) - 1 - last)
             data, slots = data[torch.as_tensor(keep)], slots[keep]
         index = torch.as_tensor(slots)
         self.storage.set(index, data, set_cursor=False)  # the length is ours to keep (below)
-        set_last_cursor(self.storage, index)
-        # TorchRL reads slots [0, len(storage)): a single FIFO's written prefix; with partitions,
-        # every slot (each partition fills from its own start; slicing would cost ~25 us a read)
-        readable = self.storage.max_size if self.partitions > 1 else int(slots.max()) + 1
-        set_storage_length(self.storage, max(len(self.storage), readable))
-        self._write_count += len(values)
+        self.mark_written(slots)
         return index
 
     def add(self, data) -> int:
