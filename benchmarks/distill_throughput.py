@@ -5,9 +5,12 @@ Both do the same work: the same MinAtar tasks and bundled teachers, the same pro
 insertion, one update of a minibatch per task every ``train_freq`` steps, KL loss, RMSProp.
 The minimal loop keeps its replay in preallocated tensors and samples with ``torch.randint``;
 the pipeline is the real one (Lightning Trainer, DistillDataModule, TorchRL buffers). Rounds
-alternate so machine noise hits both alike. Target: pipeline / minimal >= 0.85.
+alternate so machine noise hits both alike. Both student sizes are measured in one run: the
+quick start's shared layers (256 -> 128) and the paper's (1028 -> 512). Target: pipeline /
+minimal >= 0.95 (median over rounds) at both.
 
-    python benchmarks/distill_throughput.py --updates 2000 --rounds 3
+    python benchmarks/distill_throughput.py                      # 5 rounds at each size
+    python benchmarks/distill_throughput.py --sizes small --rounds 2 --updates 500   # quick look
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lightning_distill.tasks import Task
 from lightning_distill.teachers import bundled_teachers, load_teacher
 
 GAMES = ["Breakout", "Freeway", "SpaceInvaders", "Seaquest"]
+SIZES = {"small": [256, 128], "paper": [1028, 512]}  # the student's shared layers
 
 
 def pipeline(args, tasks: list[Task], teachers: list[str]) -> tuple[float, float]:
@@ -126,14 +130,15 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", nargs="+", default=GAMES)
-    parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=1500, help="updates per run at the quick start's size")
+    parser.add_argument("--paper-updates", type=int, default=600, help="updates per run at the paper's size")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--num-envs", type=int, default=4)
     parser.add_argument("--train-freq", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--capacity", type=int, default=100_000)
     parser.add_argument("--learning-starts", type=int, default=1000)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128])
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
@@ -146,22 +151,29 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}"
     )
-    ratios = []
-    for r in range(args.rounds):  # the order alternates, so warm-up and drift hit both alike
-        if r % 2 == 0:
-            steps_p, updates_p = pipeline(args, tasks, teachers)
-            steps_m, updates_m = minimal_loop(args, tasks, teachers)
-        else:
-            steps_m, updates_m = minimal_loop(args, tasks, teachers)
-            steps_p, updates_p = pipeline(args, tasks, teachers)
-        ratios.append(updates_p / updates_m)
-        print(
-            f"round {r}: pipeline {steps_p:7.0f} env steps/s {updates_p:6.1f} updates/s | "
-            f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}"
-        )
-    print(f"median ratio (pipeline / minimal loop, updates/s): {statistics.median(ratios):.3f}")
-    widths = "x".join(str(w) for w in args.hidden)
-    print(f"result: pipeline_vs_minimal={statistics.median(ratios):.3f} rounds={args.rounds} hidden={widths}")
+    summary = []
+    for size in args.sizes:
+        run = argparse.Namespace(**vars(args))
+        run.hidden = SIZES[size]
+        run.updates = args.updates if size == "small" else args.paper_updates
+        ratios = []
+        for r in range(args.rounds):  # the order alternates, so warm-up and drift hit both alike
+            if r % 2 == 0:
+                steps_p, updates_p = pipeline(run, tasks, teachers)
+                steps_m, updates_m = minimal_loop(run, tasks, teachers)
+            else:
+                steps_m, updates_m = minimal_loop(run, tasks, teachers)
+                steps_p, updates_p = pipeline(run, tasks, teachers)
+            ratios.append(updates_p / updates_m)
+            print(
+                f"{size} {run.hidden} round {r}: pipeline {steps_p:7.0f} env steps/s {updates_p:6.1f} updates/s | "
+                f"minimal loop {steps_m:7.0f} env steps/s {updates_m:6.1f} updates/s | ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
+        median = statistics.median(ratios)
+        print(f"{size}: median ratio (pipeline / minimal loop, updates/s) {median:.3f}, rounds {sorted(ratios)}")
+        summary.append(f"pipeline_vs_minimal_{size}={median:.3f}")
+    print("result: " + " ".join(summary) + f" rounds={args.rounds}")
 
 
 if __name__ == "__main__":

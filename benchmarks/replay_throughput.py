@@ -18,16 +18,20 @@ Measured per minibatch:
 
 It also reports the sampler's own memory per slot, and the numba kernels' compile time in a
 fresh process with an empty cache (paid once per machine: the kernels are cached on disk).
+With ``--before DIR`` (a checkout of an earlier commit), that commit's sampler is measured in the
+same rounds, as ``uniform (before)``, ``PR (before)`` and ``H-PR (before)``.
 Rounds alternate so machine noise hits all alike; medians are printed with the ratios.
 Targets: H-PR <= 1.0x TorchRL uniform at batches 32 and 256, and ahead of cpprb.
 
     python benchmarks/replay_throughput.py                 # 1M, batches 32 and 256
     python benchmarks/replay_throughput.py --capacity 20000 --rounds 2   # quick look
+    git worktree add /tmp/before 35d4b4b && python benchmarks/replay_throughput.py --before /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -98,6 +103,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="minibatches per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout whose sampler to measure alongside")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,13 +140,26 @@ def main() -> None:
         batch,
         1,
     )
+    memories = {"our uniform": uniform, "PR": pr, "H-PR": hpr}
+    if args.before is not None:
+        Before = sampler_class(args.before)
+        layouts = {"uniform (before)": (1, total, True), "PR (before)": (1, total, False)}
+        layouts["H-PR (before)"] = (args.partitions, args.capacity, False)
+        for name, (partitions, capacity, is_uniform) in layouts.items():
+            writer = PartitionWriter(partitions, capacity, (0.0, 1.0) if partitions > 1 else None)
+            sampler = Before(partitions, capacity, window=1 if partitions == 1 else 100_000, uniform=is_uniform)
+            memories[name] = TaskMemory(partitioned_buffer(writer, sampler, batch), task, batch, 1)
     t0 = time.perf_counter()
-    for buffer in (torchrl_uniform, uniform.buffer, pr.buffer, hpr.buffer):
-        fill(buffer.extend, total, 0)
+    fill(torchrl_uniform.extend, total, 0)
+    for memory in memories.values():
+        fill(memory.buffer.extend, total, 0)
     rng = np.random.default_rng(1)
-    for memory in (pr, hpr):  # as in training: every experience has had its own |delta|
-        for start in range(0, total, 100_000):
-            memory.buffer.sampler.update_priority(np.arange(start, start + 100_000), rng.random(100_000))
+    for memory in memories.values():  # as in training: every experience has had its own |delta|
+        if memory.prioritized:
+            for start in range(0, total, 100_000):
+                memory.buffer.sampler.update_priority(np.arange(start, start + 100_000), rng.random(100_000))
+            if hasattr(memory.buffer.sampler, "sort_ranks"):  # the earlier sampler's re-sort
+                memory.buffer.sampler.sort_ranks()
     print(f"filled in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr.buffer.writer.sizes.tolist()}")
     sampler = hpr.buffer.sampler
     bytes_per_slot = sampler.nbytes / total
@@ -166,12 +185,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for batch_size in args.batch_sizes:
             # each callable binds this round's batch size (b=batch_size): it runs inside this iteration
-            kinds = {
-                "torchrl uniform": lambda b=batch_size: torchrl_uniform.sample(b),
-                "our uniform": lambda b=batch_size: memory_step(uniform, b),
-                "PR": lambda b=batch_size: memory_step(pr, b),
-                "H-PR": lambda b=batch_size: memory_step(hpr, b),
-            }
+            kinds = {"torchrl uniform": lambda b=batch_size: torchrl_uniform.sample(b)}
+            for name, memory in memories.items():
+                kinds[name] = lambda b=batch_size, m=memory: memory_step(m, b)
             if cpprb is not None:
                 kinds["cpprb prioritized"] = lambda b=batch_size: cpprb_step(b)
             for name, fn in kinds.items():
@@ -192,9 +208,23 @@ def main() -> None:
         summary += [f"hpr_{b}_vs_uniform={median['H-PR'] / base:.2f}", f"pr_{b}_vs_uniform={median['PR'] / base:.2f}"]
         if cpprb is not None:
             summary.append(f"hpr_{b}_vs_cpprb={median['H-PR'] / median['cpprb prioritized']:.2f}")
+        if args.before is not None:
+            for name, key in (("our uniform", "uniform"), ("PR", "pr"), ("H-PR", "hpr")):
+                summary.append(
+                    f"{key}_{b}_vs_before={median[name] / median[name.replace('our ', '') + ' (before)']:.2f}"
+                )
         summary.append(f"hpr_{b}_us={median['H-PR'] * 1e6:.1f}")
     summary += [f"bytes_per_slot={bytes_per_slot:.1f}", f"compile_s={cold:.1f}"]
     print("result: " + " ".join(summary))
+
+
+def sampler_class(checkout: Path):
+    """``HierarchicalSampler`` as another checkout of this project defines it."""
+    spec = importlib.util.spec_from_file_location("sampler_before", checkout / "lightning_distill/replay/sampler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HierarchicalSampler
 
 
 def cpprb_buffer(total: int):

@@ -210,24 +210,25 @@ def test_each_partition_holds_exactly_its_stored_experiences_in_rank_order_under
         assert np.array_equal(sampler.ranked_slots(part), true_ranked(sampler, part))
 
 
-def test_drawn_true_ranks_and_partitions_fit_the_formula_at_every_draw():
+@pytest.mark.parametrize("partitions", [3, 1], ids=["hpr", "pr"])
+def test_drawn_true_ranks_and_partitions_fit_the_formula_at_every_draw(partitions):
     """Goodness of fit over (partition, rank bucket): at each draw, the expected share of each
     cell is computed from the true ranks at that moment, then summed over all draws."""
     alpha, rng = 0.7, np.random.default_rng(7)
-    buffer = make_buffer(partitions=3, capacity=300, alpha=alpha, window=200)
+    buffer = make_buffer(partitions=partitions, capacity=300, alpha=alpha, window=200)
     sampler = buffer.sampler
     interleave(buffer, rng, steps=200, batch=64)  # warm up: memories full, ranks shuffled
     edges = np.unique(np.round(np.geomspace(1, 300, 12)).astype(int))[:-1] - 1  # rank buckets' first (0-based) ranks
-    counts, expected = np.zeros((3, len(edges))), np.zeros((3, len(edges)))
+    counts, expected = np.zeros((partitions, len(edges))), np.zeros((partitions, len(edges)))
 
     def on_draw(slots, info, truth):
         share = sampler.visits / sampler.visits.sum()
-        for part in range(3):
+        for part in range(partitions):
             ranked = truth[part]
             mass = np.arange(1, len(ranked) + 1) ** -alpha
             bucket = np.searchsorted(edges, np.arange(len(ranked)), side="right") - 1
             expected[part] += len(slots) * share[part] * np.bincount(bucket, mass, len(edges)) / mass.sum()
-            rank_of = np.full(900, -1)
+            rank_of = np.full(300 * partitions, -1)
             rank_of[ranked] = np.arange(len(ranked))
             drawn = rank_of[slots[slots // 300 == part]]  # the true rank of each draw
             assert np.all(drawn >= 0)  # only stored experiences are drawn

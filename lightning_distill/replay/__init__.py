@@ -1,10 +1,12 @@
-"""Replay memories, built on TorchRL's buffers (pure Python/torch parts only: its compiled
-extension does not load with torch 2.13, so nothing here may need it).
+"""Replay memories, built on TorchRL's buffers (its pure-Python parts only: its compiled
+extension does not load with torch 2.13, so nothing here may need it) and, for the exact rank
+order of PR and H-PR, an index compiled by numba (``ranks``).
 
 - ``make_uniform_replay``: the DQN teachers' FIFO memory of whole transitions.
 - ``Replay``: what a distillation config selects as ``data.replay``: ``UniformReplay``,
   ``PrioritizedReplay`` (PR) or ``HierarchicalReplay`` (H-PR). Each builds one TorchRL buffer
   per task from ``writer.PartitionWriter`` and ``sampler.HierarchicalSampler``.
+- ``ranks``: each partition's experiences in exact rank order (an order-statistic index).
 - ``frames``: Atari frame stacks stored once per frame (not four times per stack).
 - ``memory.TaskMemory``: one task's buffer plus its observation storage, as the data module sees it.
 """

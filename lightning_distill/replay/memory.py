@@ -79,7 +79,7 @@ class TaskMemory:
         index = torch.from_numpy(slots)
         for key, column in self.columns().items():
             column.index_copy_(0, index, data[key].reshape(len(slots), *column.shape[1:]).to(column.dtype))
-        writer.mark_written(slots)
+        writer.mark_written(index)
         self.buffer.sampler.extend(index)
         return slots
 

@@ -138,12 +138,12 @@ class HierarchicalSampler(Sampler):
     def extend(self, index: torch.Tensor) -> None:
         slots = np.asarray(index, dtype=np.int64).reshape(-1)
         parts = slots // self.capacity
-        if self.index is None:
-            self.generation[slots] += 1
-        else:
-            bits = np.float32(self.max_priority).view(np.int32)
-            ranks.write(self.index, slots, self.priority.view(np.int32), self.generation, self.capacity, bits)
         self.sizes = np.minimum(self.sizes + np.bincount(parts, minlength=self.partitions), self.capacity)
+        if self.index is None:  # uniform: no ranks, and no partition shares to count
+            self.generation[slots] += 1
+            return
+        bits = np.float32(self.max_priority).view(np.int32)
+        ranks.write(self.index, slots, self.priority.view(np.int32), self.generation, self.capacity, bits)
         self._count_visits(parts)
 
     def add(self, index: int) -> None:

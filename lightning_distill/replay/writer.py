@@ -69,6 +69,7 @@ class PartitionWriter(Writer):
         self._cursor = np.zeros(partitions, dtype=np.int64)  # next offset to write, per partition
         self.sizes = np.zeros(partitions, dtype=np.int64)  # experiences stored, per partition
         self._write_count = 0
+        self._readable = 0  # the storage's length as last set
 
     @property
     def storage(self) -> Any:
@@ -109,20 +110,25 @@ class PartitionWriter(Writer):
         """The slots of new experiences with state values ``values``, in order: each goes to the
         next slot of its partition's FIFO. When one call brings more than a partition holds, a
         slot is given twice and the later experience wins (see ``extend``)."""
+        self._write_count += len(values)
+        if self.partitions == 1 and len(values) <= self.capacity:  # one FIFO: the next slots round
+            slots = (self._cursor[0] + np.arange(len(values))) % self.capacity
+            self._cursor[0] = (self._cursor[0] + len(values)) % self.capacity
+            self.sizes[0] = min(self.sizes[0] + len(values), self.capacity)
+            return slots
         parts = self.partition_of(values)
-        slots = np.concatenate(
+        return np.concatenate(
             [self.slots_for(parts[start : start + self.capacity]) for start in range(0, len(parts), self.capacity)]
         )
-        self._write_count += len(values)
-        return slots
 
-    def mark_written(self, slots: np.ndarray) -> None:
-        """Keep the storage's length and cursor in step after ``slots`` were written."""
-        set_last_cursor(self.storage, torch.as_tensor(slots))
+    def mark_written(self, index: torch.Tensor) -> None:
+        """Keep the storage's length and cursor in step after the slots ``index`` were written."""
+        set_last_cursor(self.storage, index)
         # TorchRL reads slots [0, len(storage)): a single FIFO's written prefix; with partitions,
         # every slot (each partition fills from its own start; slicing would cost ~25 us a read)
-        readable = self.storage.max_size if self.partitions > 1 else int(slots.max()) + 1
-        set_storage_length(self.storage, max(len(self.storage), readable))
+        if self._readable < self.storage.max_size:
+            self._readable = self.storage.max_size if self.partitions > 1 else int(self.sizes[0])
+            set_storage_length(self.storage, self._readable)
 
     def extend(self, data) -> torch.Tensor:
         values = data[self.value_key].detach().cpu().numpy().reshape(len(data))
@@ -132,8 +138,8 @@ class PartitionWriter(Writer):
             keep = np.sort(len(slots) - 1 - last)
             data, slots = data[torch.as_tensor(keep)], slots[keep]
         index = torch.as_tensor(slots)
-        self.storage.set(index, data, set_cursor=False)  # the length is ours to keep (below)
-        self.mark_written(slots)
+        self.storage.set(index, data, set_cursor=False)  # the length is ours to keep
+        self.mark_written(index)
         return index
 
     def add(self, data) -> int:
@@ -142,6 +148,7 @@ class PartitionWriter(Writer):
     def _empty(self, empty_write_count: bool = True) -> None:
         self._cursor[:] = 0
         self.sizes[:] = 0
+        self._readable = 0
         if empty_write_count:
             self._write_count = 0
 
@@ -160,6 +167,7 @@ class PartitionWriter(Writer):
         self._cursor = np.asarray(state_dict["cursor"], dtype=np.int64)
         self.sizes = np.asarray(state_dict["sizes"], dtype=np.int64)
         self._write_count = int(state_dict["write_count"])
+        self._readable = 0  # set again at the next write
         value_range = state_dict["value_range"]
         self.value_range = tuple(value_range) if value_range is not None else None
 
