@@ -75,7 +75,7 @@ class HierarchicalSampler(Sampler):
         self.alpha, self.beta, self.beta_final, self.beta_updates = alpha, beta, beta_final, beta_updates
         self.window, self.uniform = window, uniform
         # sum_{t <= r} t^-alpha for r = 1..C: the unnormalised rank CDF of every partition
-        self.rank_mass = np.cumsum(np.arange(1, capacity + 1, dtype=np.float64) ** -alpha)
+        self.rank_mass = np.cumsum(np.arange(1, (1 if uniform else capacity) + 1, dtype=np.float64) ** -alpha)
         self.rank_guide = ranks.rank_search_guide(self.rank_mass)
         self._seed = seed
         self._empty()
