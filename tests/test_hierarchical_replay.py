@@ -325,6 +325,32 @@ def test_a_saved_and_loaded_buffer_samples_as_the_original_would(tmp_path, how):
             buffer.sampler.update_priority(slots, priority, generation=info["index_generation"])
 
 
+def test_a_sampler_state_of_release_0_2_loads_and_its_ranks_are_rebuilt_from_its_priorities():
+    """0.2's sampler also saved its (approximate) rank order; a resumed run ranks exactly instead."""
+    rng = np.random.default_rng(6)
+    original = make_buffer(partitions=3, capacity=30, window=25)
+    interleave(original, rng, steps=20, batch=8)
+    state = original.sampler.state_dict()
+    slots = 90
+    state.update(  # what 0.2 wrote besides (its own rank order, and moves waiting for a sort)
+        order=torch.arange(slots, dtype=torch.int32),
+        pos=torch.arange(slots, dtype=torch.int32),
+        head=torch.zeros(3, dtype=torch.int64),
+        sorted_key=torch.zeros(10),
+        sorted_sizes=torch.zeros(3, dtype=torch.int64),
+        inserted=torch.zeros(3, dtype=torch.int64),
+        to_move=[],
+        to_move_generation=[],
+    )
+    restored = make_buffer(partitions=3, capacity=30, window=25)
+    restored.sampler.load_state_dict(state)
+    for part in range(3):
+        assert np.array_equal(restored.sampler.ranked_slots(part), true_ranked(original.sampler, part))
+    a, info_a = original.sampler.sample(original.storage, 16)
+    b, info_b = restored.sampler.sample(restored.storage, 16)
+    assert torch.equal(a, b) and np.array_equal(info_a["_weight"], info_b["_weight"])
+
+
 def test_loading_a_state_saved_with_other_replay_settings_names_both():
     original = make_buffer(partitions=3, capacity=30)
     other = make_buffer(partitions=2, capacity=30)
