@@ -10,7 +10,7 @@ the blocks' counts.
   a few KB that stay in cache) and one read in the block;
 - insert / remove a key: a binary search over the blocks' first keys, one inside the block,
   a shift of at most ``BLOCK`` entries and a Fenwick update: ``O(log C + BLOCK)`` with
-  ``BLOCK`` small, and memory traffic in one or two cache lines' neighbourhood.
+  ``BLOCK`` small, the reads and writes within one 1 KB block.
 
 A full block splits in two; an emptied one is dropped; when a partition runs out of spare
 blocks it is repacked half full (``O(C)``, after at least ``C`` insertions). None of this
@@ -18,8 +18,8 @@ changes the order, which is the total order of the keys: priority descending, th
 ascending (ties in a fixed order). So draws depend only on the keys, not on how the blocks
 happen to be laid out, and a memory rebuilt from its priorities samples identically.
 
-Memory: the blocks hold ``4 C / BLOCK`` blocks of ``BLOCK`` keys (4 + 4 bytes) per partition,
-32 bytes per slot, plus a few KB per partition of block bookkeeping.
+Memory: at most ``4 C / BLOCK`` blocks of ``BLOCK`` int64 keys per partition, 32 bytes per slot,
+plus a buffer of ``C`` keys for repacking and a few KB per partition of block bookkeeping.
 """
 
 from __future__ import annotations
@@ -263,11 +263,6 @@ def _block_at_rank(ix, p, rank):
             left -= fen[position]
         step >>= 1
     return ix.order[p, position], left
-
-
-@numba.njit(cache=True)
-def keys_held(ix, p) -> int:
-    return ix.meta[p, _KEYS]
 
 
 @numba.njit(cache=True)
