@@ -171,7 +171,8 @@ def main() -> None:
                 flush=True,
             )
         median = statistics.median(ratios)
-        print(f"{size}: median ratio (pipeline / minimal loop, updates/s) {median:.3f}, rounds {sorted(ratios)}")
+        rounds = ", ".join(f"{r:.3f}" for r in sorted(ratios))
+        print(f"{size}: median ratio (pipeline / minimal loop, updates/s) {median:.3f}, rounds {rounds}")
         summary.append(f"pipeline_vs_minimal_{size}={median:.3f}")
     print("result: " + " ".join(summary) + f" rounds={args.rounds}")
 

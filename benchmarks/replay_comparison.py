@@ -146,6 +146,11 @@ def report(args) -> None:
         for kind in args.kinds
     }
     runs = {kind: curves for kind, curves in runs.items() if curves}
+    if not runs:
+        raise SystemExit(
+            f"error: no finished runs of {args.kinds} under {args.results / 'runs' / args.name}: "
+            f"run `python benchmarks/replay_comparison.py run` first"
+        )
     games = [g for g in next(iter(runs.values()))[0] if g != "geomean"] + ["geomean"]
     args.results.mkdir(parents=True, exist_ok=True)
     lines = [

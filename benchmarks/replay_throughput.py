@@ -121,9 +121,9 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}; memories of {total:,} experiences (H-PR: {args.partitions} x {args.capacity:,})"
     )
-    with tempfile.TemporaryDirectory() as empty_cache:
-        cold = first_call_seconds(empty_cache)
-    warm = first_call_seconds(None)
+    with tempfile.TemporaryDirectory() as cache:
+        cold = first_call_seconds(cache)  # an empty cache: compiles, and fills it
+        warm = first_call_seconds(cache)
     print(f"numba kernels, first call in a fresh process: {cold:.1f} s compiling (once), {warm:.2f} s from cache")
 
     task, batch = Task("MinAtar/Breakout"), max(args.batch_sizes)
