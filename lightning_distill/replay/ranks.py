@@ -212,12 +212,19 @@ def _drop(ix, p, k) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def insert(ix, p, key) -> None:
+def _locate(ix, p, key):
+    """Where ``key`` is or belongs in partition ``p``: its block's position ``k``, the block
+    ``b``, the keys ``n`` the block holds, and the offset ``i`` in it."""
     k = _position_of(ix, p, key)
     b = ix.order[p, k]
     n = ix.fill[p, b]
+    return k, b, n, _offset_in(ix.keys[p, b], n, key)
+
+
+@numba.njit(cache=True, inline="always")
+def insert(ix, p, key) -> None:
+    k, b, n, i = _locate(ix, p, key)
     block = ix.keys[p, b]
-    i = _offset_in(block, n, key)
     for j in range(n, i, -1):
         block[j] = block[j - 1]
     block[i] = key
@@ -232,11 +239,8 @@ def insert(ix, p, key) -> None:
 @numba.njit(cache=True, inline="always")
 def remove(ix, p, key) -> None:
     """Remove a key that is in the index."""
-    k = _position_of(ix, p, key)
-    b = ix.order[p, k]
-    n = ix.fill[p, b]
+    k, b, n, i = _locate(ix, p, key)
     block = ix.keys[p, b]
-    i = _offset_in(block, n, key)
     for j in range(i, n - 1):
         block[j] = block[j + 1]
     ix.fill[p, b] = n - 1
