@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lightning_distill.policies import ActorCritic
     from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.tasks import Task
-    from lightning_distill.teachers import Teacher
+    from lightning_distill.teachers import PolicyTeacher, Teacher
 
 
 @runtime_checkable
@@ -49,7 +49,7 @@ class TeacherSource(ExperienceSource, Protocol):
     """A data module that loads one teacher per task (distillation): the module copies their
     feature layers into the student, ``TeacherComparison`` measures their scores."""
 
-    def load_teachers(self) -> list[Teacher]: ...
+    def load_teachers(self) -> list[Teacher | PolicyTeacher]: ...
 
 
 @runtime_checkable

@@ -91,16 +91,91 @@ def test_a_distilled_checkpoint_plays_each_task_without_its_teachers(distilled_r
     assert result.count == 1 and lines[-1].startswith("MinAtar/Freeway mean return over 1 episodes")
 
 
-def test_only_dqn_and_ppo_checkpoints_can_teach_and_distillation_takes_q_teachers(distilled_run):
+def test_only_dqn_and_ppo_checkpoints_can_teach_and_distillation_needs_discrete_actions(distilled_run):
     from lightning_distill.data import DistillDataModule
     from lightning_distill.errors import CheckpointError, ConfigError
     from lightning_distill.teachers import load_teacher
 
     with pytest.raises(CheckpointError, match="a Distillation checkpoint cannot serve as a teacher"):
         load_teacher(distilled_run / "checkpoints/last.ckpt")
-    data = DistillDataModule(tasks=["CartPole-v1"], teachers=["bundled:ppo/cartpole_centered"])
-    with pytest.raises(ConfigError, match="is a policy .PPO / A2C.; distillation learns from Q-value teachers"):
+    data = DistillDataModule(tasks=["Reacher-v5"], teachers=["bundled:ppo/reacher_similar"])
+    with pytest.raises(ConfigError, match="'Reacher-v5' .* has continuous actions: distillation's students"):
         data.load_teachers()
+
+
+def test_a_dqn_and_a_ppo_teacher_teach_one_student_from_the_cli(tmp_path):
+    """MinAtar Breakout from its DQN teacher, CartPole from a PPO teacher (target softmax(logits / 1),
+    its critic's V for the replay): both reach 90% of their teacher."""
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "init_args": {
+                        "tasks": [{"id": "MinAtar/Breakout"}, {"id": "CartPole-v1"}],
+                        "teachers": ["bundled:minatar/breakout", "bundled:ppo/cartpole_centered"],
+                    }
+                }
+            }
+        )
+    )
+    run_cli(
+        "fit",
+        "--config",
+        str(QUICKSTART),
+        "--config",
+        str(mixed),
+        "--trainer.max_steps",
+        "3000",
+        "--trainer.val_check_interval",
+        "1500",
+        "--data.init_args.evaluation.episodes",
+        "16",
+        *csv_logger(tmp_path, "mixed"),
+    )
+    (run_dir,) = (tmp_path / "mixed").iterdir()
+    best = max(evaluations(run_dir), key=lambda r: r["eval/geomean_pct_teacher"])
+    assert best["eval/CartPole-v1/pct_teacher"] >= 90.0, best
+    assert best["eval/MinAtar/Breakout/pct_teacher"] >= 90.0, best
+
+
+def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_policy_tau():
+    import lightning.pytorch as pl
+
+    from lightning_distill.data import DistillDataModule
+    from lightning_distill.modules import Distillation
+    from lightning_distill.replay import HierarchicalReplay, estimate_value_range
+
+    replay = HierarchicalReplay(partitions=2, partition_capacity=300, value_steps=200)
+    data = DistillDataModule(
+        ["CartPole-v1"], ["bundled:ppo/cartpole_centered"], replay=replay, num_envs=2, learning_starts=50, seed=0
+    )
+    model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
+    seen = []
+    original = model.training_step
+
+    def spy(batch, batch_idx):
+        seen.append(batch[0])
+        return original(batch, batch_idx)
+
+    model.training_step = spy
+    pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        max_epochs=-1,
+    ).fit(model, datamodule=data)
+    (teacher,) = data.load_teachers()
+    assert teacher.kind == "policy" and model.tau_of(0) == 1.0
+    minibatch = seen[-1]
+    obs = minibatch["obs"].float()
+    torch.testing.assert_close(minibatch["q_teacher"], teacher.network.distribution(obs).logits)
+    torch.testing.assert_close(minibatch["value"], teacher.network.value(obs))
+    # H-PR's partitions split the range of the critic's V over the teacher's own play
+    assert data.memories[0].buffer.writer.value_range == estimate_value_range(data.tasks[0], teacher, 200, seed=0)
 
 
 def test_bundled_teachers_record_their_score_and_command():

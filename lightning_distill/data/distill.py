@@ -22,7 +22,7 @@ from lightning_distill.evaluation import EvalBudget, epsilon_greedy
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
-from lightning_distill.teachers import Teacher
+from lightning_distill.teachers import PolicyTeacher, Teacher
 
 if TYPE_CHECKING:
     from lightning_distill.envs import VecEnv
@@ -33,9 +33,10 @@ class DistillDataModule(RLDataModule):
 
     Args:
         tasks: the tasks to distil, in the order the student indexes them.
-        teachers: one teacher per task, in the same order: a checkpoint of this project,
-            ``bundled:<name>`` (see ``lightning_distill.teachers.bundled_teachers``), a
-            Stable-Baselines3 ``.zip`` or a CleanRL ``.cleanrl_model``.
+        teachers: one teacher per task, in the same order: a checkpoint of this project (DQN or
+            PPO), ``bundled:<name>`` (see ``lightning_distill.teachers.bundled_teachers``), a
+            Stable-Baselines3 ``.zip`` (DQN, PPO, A2C) or a CleanRL ``.cleanrl_model``. Q-value
+            and policy teachers can be mixed, one kind per task.
         replay: the replay kind (``class_path``), one memory per task (the paper's baseline:
             uniform, 500,000 experiences).
         num_envs: envs per task.
@@ -80,7 +81,7 @@ class DistillDataModule(RLDataModule):
         self.learning_starts = learning_starts
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
-        self.teachers: list[Teacher] | None = None
+        self.teachers: list[Teacher | PolicyTeacher] | None = None
         self.envs: list[VecEnv] | None = None
         self.memories: list[TaskMemory] = []
         self._obs: list[np.ndarray] = []
@@ -90,7 +91,7 @@ class DistillDataModule(RLDataModule):
     def tasks(self) -> list[Task]:
         return self._tasks
 
-    def load_teachers(self) -> list[Teacher]:
+    def load_teachers(self) -> list[Teacher | PolicyTeacher]:
         """The frozen teachers, loaded once (also used by the module and the callbacks)."""
         if self.teachers is None:
             from lightning_distill.teachers import load_teacher
@@ -98,10 +99,10 @@ class DistillDataModule(RLDataModule):
             teachers = []
             for ref, task in zip(self.teacher_refs, self._tasks, strict=True):
                 teacher = load_teacher(ref, task)
-                if not isinstance(teacher, Teacher):
+                if not task.discrete:
                     raise ConfigError(
-                        f"teacher {ref!r} of {task.id!r} is a policy (PPO / A2C); distillation learns from "
-                        "Q-value teachers (DQN)"
+                        f"task {task.id!r} (teacher {ref!r}) has continuous actions: distillation's "
+                        "students choose among discrete actions"
                     )
                 teachers.append(teacher)
             self.teachers = teachers
@@ -136,7 +137,7 @@ class DistillDataModule(RLDataModule):
     @torch.inference_mode()
     def collect(self, steps: int) -> None:
         """Step every task's envs ``steps`` times with the student, storing each experience
-        with the teacher's ``q_T`` and ``V``."""
+        with the teacher's targets (Q-values, or a policy's logits) and ``V``."""
         module = self.acting_module
         device = module.device
         teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
@@ -150,8 +151,8 @@ class DistillDataModule(RLDataModule):
                 obs_t = torch.as_tensor(obs, device=device)
                 greedy = module.policy(i)(obs_t).cpu().numpy()
                 actions = epsilon_greedy(greedy, self.epsilon, task.num_actions, self._rng)
-                q_teacher = teacher.network(obs_t)  # = teacher.q_values, minus its no_grad wrapper
-                memory.add(obs, q_teacher, q_teacher.max(dim=-1).values, self._new_episode[i])
+                targets, value = teacher.targets_and_value(obs_t)
+                memory.add(obs, targets, value, self._new_episode[i])
                 step = env.step(actions)
                 self._obs[i] = step.obs
                 self._new_episode[i] = step.terminated | step.truncated

@@ -21,7 +21,7 @@ from lightning_distill.modules.base import CHECKPOINT_KEY, RLModule
 from lightning_distill.networks import encoder_spec
 from lightning_distill.students import Student, make_student
 from lightning_distill.tasks import Task
-from lightning_distill.teachers import Teacher
+from lightning_distill.teachers import PolicyTeacher, Teacher
 from lightning_distill.upstream import datamodule_of
 
 
@@ -36,7 +36,9 @@ class Distillation(RLModule):
         extractor_hidden: widths of MLP extractors (vector observations). With
             ``init_from_teachers`` each task's extractor takes its teacher's shape instead.
         loss: ``kl`` (the paper's), ``mse`` or ``nll`` (Rusu et al.'s alternatives).
-        tau: temperature of the teacher's softmax in the KL loss (0.01).
+        tau: temperature of a Q-value teacher's softmax in the KL loss (0.01, the paper's:
+            sharpens it towards the greedy action).
+        policy_tau: temperature of a policy teacher's softmax (1: the teacher's own distribution).
         lr: RMSProp learning rate.
         rmsprop_alpha: RMSProp's smoothing constant.
         rmsprop_eps: RMSProp's epsilon.
@@ -57,6 +59,7 @@ class Distillation(RLModule):
         extractor_hidden: Sequence[int] = (64, 64),
         loss: str = "kl",
         tau: float = 0.01,
+        policy_tau: float = 1.0,
         lr: float = 1e-4,
         rmsprop_alpha: float = 0.99,
         rmsprop_eps: float = 1e-6,
@@ -68,8 +71,8 @@ class Distillation(RLModule):
         super().__init__(tasks)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; valid: {list(LOSSES)}")
-        if tau <= 0:
-            raise ConfigError(f"tau must be > 0, got {tau}")
+        if tau <= 0 or policy_tau <= 0:
+            raise ConfigError(f"tau and policy_tau must be > 0, got {tau} and {policy_tau}")
         head_hidden = self.renamed("hidden", hidden, head_hidden)
         extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
         self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
@@ -80,6 +83,7 @@ class Distillation(RLModule):
                 f"{architecture!r} has a shared one; use proposed, or set both to false"
             )
         self.student = self.build_student()
+        self.teacher_kinds: list[str] = []  # per task, "q" or "policy": set when a fit starts
 
     def build_student(self, extractor_specs: Sequence[dict[str, Any]] | None = None) -> Student:
         """The student of the hyperparameters; ``extractor_specs`` (``networks.encoder_spec``)
@@ -114,16 +118,23 @@ class Distillation(RLModule):
                 f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
                 f"got {type(datamodule).__name__}"
             )
+        teachers = datamodule.load_teachers()
+        self.teacher_kinds = [teacher.kind for teacher in teachers]
         if self.hparams.init_from_teachers:
-            self.copy_teacher_features(datamodule.load_teachers())
+            self.copy_teacher_features(teachers)
 
-    def copy_teacher_features(self, teachers: Sequence[Teacher]) -> None:
+    def tau_of(self, task_index: int) -> float:
+        """The temperature of the task's teacher: ``tau`` for Q-values, ``policy_tau`` for a policy."""
+        kind = self.teacher_kinds[task_index] if self.teacher_kinds else "q"
+        return self.hparams.policy_tau if kind == "policy" else self.hparams.tau
+
+    def copy_teacher_features(self, teachers: Sequence[Teacher | PolicyTeacher]) -> None:
         """Each task's extractor becomes a copy of its teacher's feature layers, in the teacher's
         shape (the paper's initialisation): no width needs repeating in the config."""
         specs = []
         for task, teacher in zip(self.tasks, teachers, strict=True):
             try:
-                specs.append(encoder_spec(teacher.network.features))
+                specs.append(encoder_spec(teacher.feature_layers()))
             except ConfigError as exc:
                 raise ConfigError(
                     f"the teacher of {task.id!r} cannot initialise an extractor: {exc}; "
@@ -132,7 +143,7 @@ class Distillation(RLModule):
         if specs != self.student.extractor_specs():
             self.student = self.build_student(specs)
         for extractor, teacher in zip(self.student.per_task_extractors() or [], teachers, strict=True):
-            extractor.load_state_dict(teacher.network.features.state_dict())
+            extractor.load_state_dict(teacher.feature_layers().state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -153,7 +164,7 @@ class Distillation(RLModule):
         for i, minibatch in enumerate(batch):
             q_student = self.student(minibatch["obs"], i)
             out = distillation_loss(
-                q_student, minibatch["q_teacher"], self.hparams.loss, self.hparams.tau, minibatch["weight"]
+                q_student, minibatch["q_teacher"], self.hparams.loss, self.tau_of(i), minibatch["weight"]
             )
             total = total + out.loss
             datamodule.update_priority(i, minibatch["index"], out.priority)

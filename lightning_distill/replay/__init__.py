@@ -22,7 +22,7 @@ from lightning_distill.errors import ConfigError
 
 if TYPE_CHECKING:
     from lightning_distill.tasks import Task
-    from lightning_distill.teachers import Teacher
+    from lightning_distill.teachers import PolicyTeacher, Teacher
 
 
 def make_uniform_replay(capacity: int, batch_size: int):
@@ -52,7 +52,7 @@ class Replay(ABC):
     """
 
     @abstractmethod
-    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
 
 
@@ -79,7 +79,7 @@ class UniformReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
 
-    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
         from lightning_distill.replay.sampler import HierarchicalSampler
         from lightning_distill.replay.writer import PartitionWriter
 
@@ -123,10 +123,10 @@ class PrioritizedReplay(Replay):
             self.partitions, self.partition_capacity, window=self.window, seed=seed, **self.sampling
         )
 
-    def value_range(self, task: Task, teacher: Teacher, seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: Teacher | PolicyTeacher, seed: int) -> tuple[float, float] | None:
         return None
 
-    def make_buffer(self, task: Task, teacher: Teacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
         from lightning_distill.replay.writer import PartitionWriter
 
         writer = PartitionWriter(self.partitions, self.partition_capacity, self.value_range(task, teacher, seed))
@@ -171,7 +171,7 @@ class HierarchicalReplay(PrioritizedReplay):
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self._sampler(0)
 
-    def value_range(self, task: Task, teacher: Teacher, seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: Teacher | PolicyTeacher, seed: int) -> tuple[float, float] | None:
         if self.partitions == 1:
             return None
         low, high = estimate_value_range(task, teacher, self.value_steps, seed)
@@ -182,17 +182,20 @@ class HierarchicalReplay(PrioritizedReplay):
         return low, high
 
 
-def estimate_value_range(task: Task, teacher: Teacher, steps: int, seed: int = 0) -> tuple[float, float]:
-    """``[V_min, V_max]`` of ``V(s) = max_a Q_T(s, a)`` over the states the teacher visits in
-    ``steps`` agent steps of its own epsilon-greedy play (the evaluation protocol's)."""
+def estimate_value_range(
+    task: Task, teacher: Teacher | PolicyTeacher, steps: int, seed: int = 0
+) -> tuple[float, float]:
+    """``[V_min, V_max]`` of the teacher's ``V(s)`` (``max_a Q_T(s, a)``, or a policy teacher's
+    critic) over the states the teacher visits in ``steps`` agent steps of its own
+    epsilon-greedy play (the evaluation protocol's)."""
     from lightning_distill.evaluation import evaluate
 
     values = []
 
     def teacher_policy(obs):
-        q = teacher.q_values(obs)
-        values.append(q.max(dim=-1).values)
-        return q.argmax(dim=-1)
+        targets, value = teacher.targets_and_value(obs)
+        values.append(value)
+        return targets.argmax(dim=-1)
 
     evaluate(
         teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed, device=next(teacher.parameters()).device

@@ -3,7 +3,8 @@
 A Q-teacher (``Teacher``, from DQN) gives Q-values over its task's own actions and
 ``V(s) = max_a Q(s, a)``, the state value that H-PR partitions the replay by. A policy teacher
 (``PolicyTeacher``, from PPO) gives its action distribution ``pi_T(.|s)`` and its critic's
-``V(s)``: what REPAINT's kickstarting and instance transfer use. Both ``act`` greedily.
+``V(s)``: what REPAINT's kickstarting and instance transfer use. Both ``act`` greedily, and
+both can teach a distillation student (``targets_and_value``: Q-values or policy logits, and V).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lightning_distill.errors import CheckpointError
+from lightning_distill.errors import CheckpointError, ConfigError
+from lightning_distill.policies import Categorical
 from lightning_distill.tasks import Task
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ class Teacher(nn.Module):
     Frozen means eval mode and ``requires_grad=False`` (DDP would otherwise complain about
     parameters that get no gradient).
     """
+
+    kind = "q"  # distillation's target: softmax(Q_T / tau) with the Q-teachers' tau (0.01)
 
     def __init__(self, network: QNetwork, task: Task) -> None:
         super().__init__()
@@ -55,9 +59,22 @@ class Teacher(nn.Module):
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q_values(obs).argmax(dim=-1)
 
+    @torch.no_grad()
+    def targets_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What distillation stores per experience, in one forward pass: the Q-values (the
+        logits of the target ``softmax(q_T / tau)``) and ``V(s) = max_a Q(s, a)``."""
+        q = self.network(obs)
+        return q, q.max(dim=-1).values
+
+    def feature_layers(self) -> nn.Module:
+        """The layers a proposed student's task extractor is initialised from."""
+        return self.network.features
+
 
 class PolicyTeacher(nn.Module):
     """A frozen actor-critic for one task: ``distribution``, ``value``, greedy ``act``."""
+
+    kind = "policy"  # distillation's target: softmax(logits_T / tau) with the policies' tau (1)
 
     def __init__(self, network: ActorCritic, task: Task) -> None:
         super().__init__()
@@ -84,6 +101,21 @@ class PolicyTeacher(nn.Module):
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action (a Gaussian's mean clipped to the action bounds)."""
         return self.network.act(obs)
+
+    @torch.no_grad()
+    def targets_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What distillation stores per experience: the policy's logits (discrete actions) and
+        its critic's ``V_T(s)``, which places the experience in an H-PR partition."""
+        dist = self.network.distribution(obs)
+        if not isinstance(dist, Categorical):
+            raise ConfigError(
+                f"policy teacher of {self.task.id!r} has continuous actions: distillation needs discrete ones"
+            )
+        return dist.logits, self.network.value(obs)
+
+    def feature_layers(self) -> nn.Module:
+        """The layers a proposed student's task extractor is initialised from: the actor's."""
+        return self.network.actor_features
 
 
 def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
