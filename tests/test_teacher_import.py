@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_distill.errors import CheckpointError
+from lightning_distill.errors import CheckpointError, ConfigError
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
 
@@ -136,6 +136,18 @@ def test_sb3_ppo_zip_is_a_policy_teacher_with_the_same_distribution_and_value(tm
         assert torch.allclose(ours.mean, expected.mean, atol=1e-5)
         assert torch.allclose(ours.log_std.exp(), expected.stddev, atol=1e-5)
     assert torch.allclose(teacher.value(obs), expected_value, atol=1e-5)
+    if env_id == "CartPole-v1":  # a distillation target: its logits, its critic's V
+        targets, value = teacher.targets_and_value(obs)
+        assert torch.allclose(torch.log_softmax(targets, -1), expected.logits, atol=1e-5)
+        assert torch.allclose(value, expected_value, atol=1e-5)
+        from lightning_distill.modules import Distillation
+
+        student = Distillation(tasks=[env_id], head_hidden=[8])
+        student.copy_teacher_features([teacher])  # the student's extractor: the actor's [32, 16] ReLU layers
+        assert torch.allclose(student.student.extractors[0](obs), teacher.network.actor_features(obs), atol=1e-6)
+    else:
+        with pytest.raises(ConfigError, match="has continuous actions: distillation needs discrete ones"):
+            teacher.targets_and_value(obs)
 
 
 def test_an_sb3_ppo_zip_for_another_task_fails_naming_both(tmp_path):
