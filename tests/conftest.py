@@ -77,6 +77,31 @@ def cartpole_best_ckpt(cartpole_run: Path) -> Path:
     return best
 
 
+def fit_and_record_batches(model, datamodule, max_steps: int) -> list:
+    """Fit ``model`` for ``max_steps`` updates with no logger, checkpoint, progress bar or
+    evaluation, and return every training batch it saw."""
+    import lightning.pytorch as pl
+
+    seen = []
+    original = model.training_step
+
+    def spy(batch, batch_idx):
+        seen.append(batch)
+        return original(batch, batch_idx)
+
+    model.training_step = spy
+    pl.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        max_epochs=-1,
+    ).fit(model, datamodule=datamodule)
+    return seen
+
+
 def cleanrl_atari_network(num_actions: int) -> nn.Sequential:
     """The layer layout of CleanRL's dqn_atari.py QNetwork (``network.0`` .. ``network.9``)."""
     return nn.Sequential(

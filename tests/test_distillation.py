@@ -12,7 +12,7 @@ from lightning_distill.modules.base import load_agent
 from lightning_distill.play import play
 from lightning_distill.teachers import bundled_teachers
 
-from conftest import REPO, csv_logger, run_cli
+from conftest import REPO, csv_logger, fit_and_record_batches, run_cli
 
 QUICKSTART = REPO / "configs/distill/minatar_quickstart.yaml"
 GAMES = {"MinAtar/Breakout": "bundled:minatar/breakout", "MinAtar/Freeway": "bundled:minatar/freeway"}
@@ -140,8 +140,6 @@ def test_a_dqn_and_a_ppo_teacher_teach_one_student_from_the_cli(tmp_path):
 
 
 def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_policy_tau():
-    import lightning.pytorch as pl
-
     from lightning_distill.data import DistillDataModule
     from lightning_distill.modules import Distillation
     from lightning_distill.replay import HierarchicalReplay, estimate_value_range
@@ -151,26 +149,10 @@ def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_poli
         ["CartPole-v1"], ["bundled:ppo/cartpole_centered"], replay=replay, num_envs=2, learning_starts=50, seed=0
     )
     model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
-    seen = []
-    original = model.training_step
-
-    def spy(batch, batch_idx):
-        seen.append(batch[0])
-        return original(batch, batch_idx)
-
-    model.training_step = spy
-    pl.Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        max_epochs=-1,
-    ).fit(model, datamodule=data)
+    batches = fit_and_record_batches(model, data, max_steps=5)
     (teacher,) = data.load_teachers()
     assert teacher.kind == "policy" and model.tau_of(0) == 1.0
-    minibatch = seen[-1]
+    (minibatch,) = batches[-1]
     obs = minibatch["obs"].float()
     torch.testing.assert_close(minibatch["q_teacher"], teacher.network.distribution(obs).logits)
     torch.testing.assert_close(minibatch["value"], teacher.network.value(obs))

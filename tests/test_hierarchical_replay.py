@@ -21,6 +21,8 @@ from lightning_distill.replay.writer import PartitionWriter
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
 
+from conftest import fit_and_record_batches
+
 DRAWS = 200_000
 
 
@@ -381,8 +383,6 @@ def test_the_value_range_is_measured_by_playing_the_teacher():
 
 
 def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_loss():
-    import lightning.pytorch as pl
-
     from lightning_distill.data import DistillDataModule
     from lightning_distill.modules import Distillation
 
@@ -398,29 +398,13 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
         seed=0,
     )
     model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
-    weights = []
-    original = model.training_step
-
-    def spy(batch, batch_idx):
-        weights.append(torch.cat([minibatch["weight"] for minibatch in batch]))
-        return original(batch, batch_idx)
-
-    model.training_step = spy
-    pl.Trainer(
-        max_steps=40,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        max_epochs=-1,
-    ).fit(model, datamodule=data)
+    batches = fit_and_record_batches(model, data, max_steps=40)
     for memory in data.memories:
         sampler = memory.buffer.sampler
         assert sampler.samples >= 40 and memory.buffer.writer.sizes.sum() == len(memory) >= 100
         stored = np.concatenate([np.arange(j * 500, j * 500 + n) for j, n in enumerate(sampler.sizes)])
         assert len(np.unique(sampler.priority[stored])) >= 20  # |delta|s written back (new ones share the max)
-    weights = torch.stack(weights)
+    weights = torch.stack([torch.cat([minibatch["weight"] for minibatch in batch]) for batch in batches])
     assert weights.max() == 1.0 and weights.min() < 1.0  # importance weights reach the loss
 
 
