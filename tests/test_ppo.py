@@ -272,3 +272,24 @@ def test_every_repaint_config_parses_with_a_bundled_teacher_and_the_repaint_meth
     assert printed["model"]["init_args"]["method"] == "repaint"
     teacher = printed["data"]["init_args"]["teacher"]
     assert teacher.startswith("bundled:ppo/") and load_teacher(teacher, printed["data"]["init_args"]["task"]["id"])
+
+
+def test_anneal_lr_decays_the_learning_rate_linearly_to_zero_over_max_epochs(tmp_path):
+    run = fit(
+        CARTPOLE_PAIR,
+        tmp_path,
+        "annealed",
+        "--model.init_args.method",
+        "baseline",
+        "--model.init_args.lr",
+        "0.002",
+        "--model.init_args.anneal_lr",
+        "true",
+        "--trainer.max_epochs",
+        "4",
+        "--trainer.check_val_every_n_epoch",
+        "4",
+    )
+    assert per_iteration(run, "train/lr") == pytest.approx([0.002, 0.0015, 0.001, 0.0005])
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0005)

@@ -154,3 +154,104 @@ def test_an_sb3_ppo_zip_for_another_task_fails_naming_both(tmp_path):
     sb3.PPO("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", n_steps=64).save(tmp_path / "pendulum.zip")
     with pytest.raises(CheckpointError, match=r"'CartPole-v1'.*the task has 2 actions"):
         load_teacher(tmp_path / "pendulum.zip", "CartPole-v1")
+
+
+def perturbed(module: nn.Module) -> nn.Module:
+    """Move off the initial weights (zero biases, tiny heads), so a mix-up of layers would show."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return module
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C"])
+def test_sb3_cnn_policy_zip_is_a_policy_teacher_with_the_same_logits_and_value(tmp_path, algo):
+    from lightning_distill.teachers import PolicyTeacher
+
+    sizes = {"n_steps": 8, "batch_size": 8} if algo == "PPO" else {"n_steps": 8}
+    model = getattr(sb3, algo)("CnnPolicy", AtariShapedEnv(4), seed=0, device="cpu", **sizes)
+    perturbed(model.policy)
+    model.save(tmp_path / "breakout.zip")
+    teacher = load_teacher(tmp_path / "breakout.zip", "ALE/Breakout")
+    assert isinstance(teacher, PolicyTeacher)
+    obs = atari_obs()
+    with torch.no_grad():
+        tensor = model.policy.obs_to_tensor(obs.numpy())[0]
+        expected = model.policy.get_distribution(tensor).distribution.logits
+        expected_value = model.policy.predict_values(tensor).squeeze(-1)
+    targets, value = teacher.targets_and_value(obs)
+    assert torch.allclose(torch.log_softmax(targets, -1), expected, atol=1e-5)
+    assert torch.allclose(value, expected_value, atol=1e-4)
+
+
+def test_sb3_cnn_policy_with_separate_extractors_is_refused_in_one_line(tmp_path):
+    model = sb3.PPO(
+        "CnnPolicy",
+        AtariShapedEnv(4),
+        device="cpu",
+        n_steps=8,
+        batch_size=8,
+        policy_kwargs={"share_features_extractor": False},
+    )
+    perturbed(model.policy)
+    model.save(tmp_path / "separate.zip")
+    with pytest.raises(CheckpointError, match="needs one feature extractor shared by actor and critic"):
+        load_teacher(tmp_path / "separate.zip", "ALE/Breakout")
+
+
+class CleanRLAtariAgent(nn.Module):
+    """The module layout of CleanRL's ppo_atari.py ``Agent`` (its state dict is what it saves)."""
+
+    def __init__(self, num_actions: int) -> None:
+        super().__init__()
+        self.network = nn.Sequential(*list(cleanrl_atari_network(num_actions))[:-1])  # convs, FC 512, ReLU
+        self.actor = nn.Linear(512, num_actions)
+        self.critic = nn.Linear(512, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.network(x.float() / 255.0)
+        return self.actor(hidden), self.critic(hidden).squeeze(-1)
+
+
+class CleanRLMlpAgent(nn.Module):
+    """The module layout of CleanRL's ppo.py ``Agent``: separate tanh MLPs for critic and actor."""
+
+    def __init__(self, obs_dim: int, num_actions: int) -> None:
+        super().__init__()
+        self.critic = nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+        self.actor = nn.Sequential(
+            nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, num_actions)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor(x), self.critic(x).squeeze(-1)
+
+
+@pytest.mark.parametrize(
+    ("agent", "task", "obs"),
+    [
+        (lambda: CleanRLAtariAgent(4), "ALE/Breakout", atari_obs),
+        (lambda: CleanRLMlpAgent(4, 2), "CartPole-v1", lambda: torch.randn(5, 4)),
+    ],
+    ids=["ppo_atari", "ppo"],
+)
+def test_cleanrl_ppo_model_is_a_policy_teacher_with_the_same_logits_and_value(tmp_path, agent, task, obs):
+    from lightning_distill.teachers import PolicyTeacher
+
+    network = perturbed(agent())
+    torch.save(network.state_dict(), tmp_path / "ppo.cleanrl_model")  # what CleanRL's script saves
+    teacher = load_teacher(tmp_path / "ppo.cleanrl_model", task)
+    assert isinstance(teacher, PolicyTeacher)
+    x = obs()
+    with torch.no_grad():
+        logits, value = network(x)
+    targets, ours = teacher.targets_and_value(x)
+    assert torch.allclose(targets, logits, atol=1e-5)
+    assert torch.allclose(ours, value, atol=1e-5)
+
+
+def test_a_cleanrl_ppo_atari_model_for_another_game_fails_naming_both(tmp_path):
+    torch.save(CleanRLAtariAgent(6).state_dict(), tmp_path / "pong.cleanrl_model")
+    with pytest.raises(CheckpointError, match=r"'ALE/Breakout'.*the task has 4 actions"):
+        load_teacher(tmp_path / "pong.cleanrl_model", "ALE/Breakout")

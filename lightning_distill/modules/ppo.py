@@ -59,6 +59,8 @@ class PPO(RLModule):
         tasks: exactly one task (linked from ``data.task`` by the CLI).
         method: ``baseline``, ``ks``, ``it`` or ``repaint`` (spec section 5).
         lr: Adam learning rate.
+        anneal_lr: decay the learning rate linearly from ``lr`` to 0 over ``trainer.max_epochs``
+            iterations (CleanRL's ``anneal_lr``; what most published PPO Atari/MinAtar scores use).
         gamma: discount.
         gae_lambda: GAE's lambda.
         clip: PPO's epsilon, for both the on-policy and the off-policy ratio.
@@ -95,6 +97,7 @@ class PPO(RLModule):
         tasks: Sequence[Task | Mapping[str, Any]] | None = None,
         method: str = "baseline",
         lr: float = 3e-4,
+        anneal_lr: bool = False,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         clip: float = 0.2,
@@ -197,6 +200,8 @@ class PPO(RLModule):
         beta = self.beta_k()
         stats: dict[str, list[torch.Tensor]] = {}
         optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
+        for group in optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         n = samples.shape[0]
         n_kept = 0 if kept is None else kept.shape[0]
         for _ in range(hp.epochs):
@@ -217,6 +222,19 @@ class PPO(RLModule):
                 for key, value_ in parts.items():
                     stats.setdefault(key, []).append(value_)
         self.log_iteration(stats, beta, kept, batch)
+
+    def learning_rate(self) -> float:
+        """``lr``, or with ``anneal_lr`` ``lr * (1 - k / max_epochs)``: a function of the iteration
+        alone, so a resumed run continues the same schedule."""
+        hp = self.hparams
+        if not hp.anneal_lr:
+            return float(hp.lr)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is None or max_epochs < 1:
+            raise ConfigError(
+                f"anneal_lr needs trainer.max_epochs >= 1 (the iterations to anneal over), got {max_epochs}"
+            )
+        return float(hp.lr) * max(0.0, 1.0 - self.iteration / max_epochs)
 
     def select_teacher_samples(self, batch: TensorDict, adv_std: torch.Tensor) -> TensorDict | None:
         """Instance transfer's experience selection (spec section 3, steps 3-4) on ``S~``."""
@@ -268,6 +286,7 @@ class PPO(RLModule):
         averaged over DDP ranks (env steps and kept samples summed)."""
         metrics: dict[str, float | torch.Tensor] = {key: torch.stack(values).mean() for key, values in stats.items()}
         metrics["transfer/beta_k"] = beta
+        metrics["train/lr"] = self.learning_rate()
         nan = float("nan")
         if kept is not None:
             metrics.setdefault("loss/instance", nan)  # no minibatch had a kept sample

@@ -161,8 +161,8 @@ def resolve_teacher_path(ref: str | Path) -> Path:
 
 def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher | PolicyTeacher:
     """A frozen teacher from this project's DQN or PPO checkpoint, a bundled teacher, an SB3
-    ``.zip`` (DQN: a Q-teacher; PPO / A2C ``MlpPolicy``: a policy teacher) or a CleanRL
-    ``.cleanrl_model`` (DQN).
+    ``.zip`` (DQN: a Q-teacher; PPO / A2C ``MlpPolicy`` or ``CnnPolicy``: a policy teacher) or a
+    CleanRL ``.cleanrl_model`` (dqn / dqn_atari: a Q-teacher; ppo / ppo_atari: a policy teacher).
 
     ``task`` is the task the teacher will be used on (required for the foreign formats, which
     do not record it); a teacher whose action count or input shape differs fails here with
@@ -181,7 +181,7 @@ def load_teacher(ref: str | Path, task: Task | str | None = None) -> Teacher | P
             raise CheckpointError(f"{FOREIGN_FORMATS[suffix]} file {str(path)!r} does not name its task: pass task=...")
         if suffix == ".zip":
             return importers.load_sb3(path, task)
-        return Teacher(importers.load_cleanrl_dqn(path, task), task)
+        return importers.load_cleanrl(path, task)
     teacher = load_agent(path).as_teacher()
     if task is not None:
         check_fits(teacher.task, task, str(ref))

@@ -8,13 +8,17 @@
   - PPO / A2C ``MlpPolicy``: ``mlp_extractor.policy_net`` / ``value_net`` (the two MLPs),
     ``action_net``, ``value_net`` and, for continuous actions, the state-independent
     ``log_std``; the activation (tanh unless changed) is read from the archive's ``data``.
+  - PPO / A2C ``CnnPolicy``: NatureCNN (``features_extractor.cnn`` + ``.linear``, shared by
+    both heads), ``action_net`` and ``value_net``.
     A VecNormalize wrapper's statistics are not in the zip: such a teacher would see raw
     observations here.
 - CleanRL ``.cleanrl_model``: ``torch.save(q_network.state_dict())`` of ``dqn_atari.py``
-  (``network.0 .. network.9``: 3 convs, FC 512, head) or ``dqn.py`` (an MLP).
+  (``network.0 .. network.9``: 3 convs, FC 512, head) or ``dqn.py`` (an MLP);
+  ``torch.save(agent.state_dict())`` of ``ppo_atari.py`` (``network.*``: 3 convs + FC 512,
+  ``actor``, ``critic``) or ``ppo.py`` (``actor.*`` and ``critic.*``: tanh MLPs).
 
 Both are read with ``weights_only=True``, without SB3 or CleanRL installed: the layers are
-read in order and loaded into this project's ``QNetwork`` of the same shape, so a teacher
+read in order and loaded into this project's ``QNetwork`` or ``ActorCritic`` of the same shape, so a teacher
 from anywhere has the same ``features`` / ``head`` split that the proposed student reuses.
 Both formats normalise images by 1/255, as ``NatureConv`` does.
 """
@@ -26,6 +30,7 @@ import json
 import math
 import zipfile
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -74,40 +79,124 @@ def _sb3_activation(data: dict) -> str:
     raise CheckpointError(f"SB3 activation {name!r} is not supported; supported: Tanh, ReLU")
 
 
+def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def actor_critic_from_sb3(state: dict[str, torch.Tensor], data: dict, task: Task, source: str):
-    """This project's ``ActorCritic`` for ``task`` with an SB3 ``MlpPolicy``'s weights in it."""
+    """This project's ``ActorCritic`` for ``task`` with an SB3 ``MlpPolicy``'s or ``CnnPolicy``'s
+    weights in it."""
+    head = (state["action_net.weight"], state["action_net.bias"])
+    value_head = (state["value_net.weight"], state["value_net.bias"])
+    policy = layers_in_order(_prefixed(state, "mlp_extractor.policy_net."))
+    value = layers_in_order(_prefixed(state, "mlp_extractor.value_net."))
+    if any(".cnn." in k for k in state):  # CnnPolicy: NatureCNN (+ its FC 512) shared by both heads
+        pi_cnn = _prefixed(state, "pi_features_extractor.") or _prefixed(state, "features_extractor.")
+        vf_cnn = _prefixed(state, "vf_features_extractor.") or pi_cnn
+        separate = pi_cnn.keys() != vf_cnn.keys() or any(not torch.equal(pi_cnn[k], vf_cnn[k]) for k in pi_cnn)
+        if policy or value or separate:
+            raise CheckpointError(
+                f"{source!r}: an SB3 CnnPolicy teacher needs one feature extractor shared by actor and critic "
+                "and no mlp_extractor layers (SB3's defaults: share_features_extractor=True, net_arch=[])"
+            )
+        convs = layers_in_order(_prefixed(pi_cnn, "cnn."))
+        trunk = layers_in_order(_prefixed(pi_cnn, "linear."))
+        return conv_actor_critic(task, source, convs, trunk, head, value_head)
+    log_std = state.get("log_std")
+    return mlp_actor_critic(task, source, policy, value, head, value_head, _sb3_activation(data), log_std)
+
+
+def mlp_actor_critic(
+    task: Task,
+    source: str,
+    policy: list[Layer],
+    value: list[Layer],
+    head: Layer,
+    value_head: Layer,
+    activation: str,
+    log_std: torch.Tensor | None = None,
+):
+    """An ``ActorCritic`` with separate actor and critic MLPs (SB3 MlpPolicy, CleanRL ppo.py)."""
     from lightning_distill.policies import ActorCritic
 
-    if any(".cnn." in k for k in state) or len(task.obs_shape) != 1:
-        raise CheckpointError(f"{source!r}: only SB3 MlpPolicy actor-critics (vector observations) can be read")
-    policy = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.policy_net.")})
-    value = layers_in_order({k: v for k, v in state.items() if k.startswith("mlp_extractor.value_net.")})
-    actions = state["action_net.weight"].shape[0]
-    first = policy or value
-    in_features = (first[0][0] if first else state["action_net.weight"]).shape[1]
-    continuous = "log_std" in state
-    if in_features != math.prod(task.obs_shape) or actions != task.num_actions or continuous == task.discrete:
+    actions = head[0].shape[0]
+    in_features = (policy or value or [head])[0][0].shape[1]
+    continuous = log_std is not None
+    if (
+        len(task.obs_shape) != 1
+        or in_features != math.prod(task.obs_shape)
+        or actions != task.num_actions
+        or continuous == task.discrete
+    ):
         kind = "continuous" if continuous else "discrete"
         raise mismatch_error(source, task, actions, f"of {in_features} features ({kind} actions)")
     network = ActorCritic(
         task,
         extractor_hidden=[w.shape[0] for w, _ in policy],
         critic_hidden=[w.shape[0] for w, _ in value],
-        activation=_sb3_activation(data),
+        activation=activation,
     )
-    pairs = [(network.actor_features, policy), (network.critic_features, value)]
     with torch.no_grad():
-        for encoder, layers in pairs:
+        for encoder, layers in ((network.actor_features, policy), (network.critic_features, value)):
             linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
             for module, (weight, bias) in zip(linears, layers, strict=True):
                 copy_layer(module, weight, bias)
-        network.action_head.weight.copy_(state["action_net.weight"])
-        network.action_head.bias.copy_(state["action_net.bias"])
-        network.value_head.weight.copy_(state["value_net.weight"])
-        network.value_head.bias.copy_(state["value_net.bias"])
-        if network.log_std is not None:  # continuous actions
-            network.log_std.copy_(state["log_std"])
+        copy_layer(network.action_head, *head)
+        copy_layer(network.value_head, *value_head)
+        if network.log_std is not None and log_std is not None:
+            network.log_std.copy_(log_std.reshape(network.log_std.shape))
     return network
+
+
+def conv_actor_critic(task: Task, source: str, convs: list[Layer], trunk: list[Layer], head: Layer, value_head: Layer):
+    """An image ``ActorCritic``: one conv extractor and FC trunk shared by the policy and value
+    heads (SB3 CnnPolicy, CleanRL ppo_atari.py), loaded layer by layer after a shape check."""
+    from lightning_distill.policies import ActorCritic
+
+    actions = head[0].shape[0]
+    channels = convs[0][0].shape[1] if convs else 0
+    if task.backend not in ("atari", "minatar") or channels != task.obs_shape[0] or actions != task.num_actions:
+        raise mismatch_error(source, task, actions, f"with {channels} channels")
+    network = ActorCritic(task, head_hidden=[w.shape[0] for w, _ in trunk])
+    targets = [m for m in (*network.actor_features.modules(), *network.trunk.modules()) if _is_layer(m)]
+    targets += [network.action_head, network.value_head]
+    sources = [*convs, *trunk, head, value_head]
+    if len(targets) != len(sources) or any(
+        t.weight.shape != w.shape for t, (w, _) in zip(targets, sources, strict=True)
+    ):
+        shapes = [tuple(w.shape) for w, _ in sources]
+        raise mismatch_error(source, task, actions, f"with {channels} channels and layers {shapes}")
+    with torch.no_grad():
+        for module, (weight, bias) in zip(targets, sources, strict=True):
+            copy_layer(module, weight, bias)
+    return network
+
+
+def _is_layer(module: nn.Module) -> TypeGuard[nn.Conv2d | nn.Linear]:
+    return isinstance(module, (nn.Conv2d, nn.Linear))
+
+
+def load_cleanrl(path: Path, task: Task):
+    """A ``Teacher`` from CleanRL's dqn / dqn_atari model file (``network.*``), a
+    ``PolicyTeacher`` from ppo_atari's (``network.*`` convs + FC 512, ``actor``, ``critic``) or
+    ppo.py's (``actor.*`` and ``critic.*`` tanh MLPs)."""
+    from lightning_distill.teachers import PolicyTeacher, Teacher
+
+    state = read_cleanrl_model(path)
+    source = str(path)
+    if "actor.weight" in state and "critic.weight" in state:  # ppo_atari.py: Agent.network/actor/critic
+        layers = layers_in_order(_prefixed(state, "network."))
+        convs = [layer for layer in layers if layer[0].ndim == 4]
+        trunk = [layer for layer in layers if layer[0].ndim == 2]
+        head = (state["actor.weight"], state["actor.bias"])
+        value_head = (state["critic.weight"], state["critic.bias"])
+        return PolicyTeacher(conv_actor_critic(task, source, convs, trunk, head, value_head), task)
+    if any(k.startswith("actor.") for k in state) and any(k.startswith("critic.") for k in state):  # ppo.py
+        actor = layers_in_order(_prefixed(state, "actor."))
+        critic = layers_in_order(_prefixed(state, "critic."))
+        network = mlp_actor_critic(task, source, actor[:-1], critic[:-1], actor[-1], critic[-1], "tanh")
+        return PolicyTeacher(network, task)
+    return Teacher(q_network_from_layers(layers_in_order(state), task, source), task)
 
 
 def read_cleanrl_model(path: Path) -> dict[str, torch.Tensor]:
@@ -163,7 +252,7 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
         head_hidden = []
         feature_layers, head_layers = linears[:-1], linears[-1:]
     network = QNetwork(features, actions, head_hidden)
-    targets = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    targets = [m for m in network.modules() if _is_layer(m)]
     sources = feature_layers + head_layers
     if len(targets) != len(sources) or any(
         t.weight.shape != w.shape for t, (w, _) in zip(targets, sources, strict=True)
@@ -175,7 +264,3 @@ def q_network_from_layers(layers: list[Layer], task: Task, source: str) -> QNetw
         for module, (weight, bias) in zip(targets, sources, strict=True):
             copy_layer(module, weight, bias)
     return network
-
-
-def load_cleanrl_dqn(path: Path, task: Task) -> QNetwork:
-    return q_network_from_layers(layers_in_order(read_cleanrl_model(path)), task, str(path))
