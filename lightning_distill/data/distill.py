@@ -35,8 +35,9 @@ class DistillDataModule(RLDataModule):
         tasks: the tasks to distil, in the order the student indexes them.
         teachers: one teacher per task, in the same order: a checkpoint of this project (DQN or
             PPO), ``bundled:<name>`` (see ``lightning_distill.teachers.bundled_teachers``), a
-            Stable-Baselines3 ``.zip`` (DQN, PPO, A2C) or a CleanRL ``.cleanrl_model``. Q-value
-            and policy teachers can be mixed, one kind per task.
+            Stable-Baselines3 ``.zip`` (DQN, PPO, A2C), a CleanRL ``.cleanrl_model`` (DQN, PPO),
+            or ``hf:<org>/<repo>[/<file>]`` for one of those on the Hugging Face Hub. Q-value and
+            policy teachers can be mixed, one kind per task.
         replay: the replay kind (``class_path``), one memory per task (the paper's baseline:
             uniform, 500,000 experiences).
         num_envs: envs per task.

@@ -87,8 +87,9 @@ class RolloutDataModule(RLDataModule):
         task: the target task (add ``reward: <variant>`` to train on a source task).
         num_envs: parallel environments of the student (and of the teacher's rollouts).
         n_steps: steps per env in each iteration's student rollout.
-        teacher: the teacher, as for ``load_teacher``: a checkpoint path, ``bundled:<name>`` or
-            an SB3 PPO ``.zip``. Needed when ``model.method`` is ``ks``, ``it`` or ``repaint``.
+        teacher: the teacher, as for ``load_teacher``: a checkpoint path, ``bundled:<name>``,
+            an SB3 PPO ``.zip``, a CleanRL ppo ``.cleanrl_model`` or ``hf:<org>/<repo>[/<file>]``.
+            Needed when ``model.method`` is ``ks``, ``it`` or ``repaint``.
         teacher_steps: steps per env of the teacher's rollout each iteration (instance
             transfer); ``None``: ``n_steps``.
         return_window: ``train/return`` is the mean return of the student's last this many
@@ -142,7 +143,7 @@ class RolloutDataModule(RLDataModule):
         if needs_teacher and self.teacher_ref is None:
             raise ConfigError(
                 f"model.method {module.method!r} needs a teacher: set data.teacher "
-                "(a checkpoint path, bundled:<name> or an SB3 PPO .zip)"
+                "(a checkpoint path, bundled:<name>, an SB3 PPO .zip or hf:<org>/<repo>)"
             )
         if self.teacher_ref is not None and needs_teacher:
             self.teacher = self._load_policy_teacher(self.teacher_ref).to(self.acting_module.device)

@@ -148,8 +148,13 @@ def bundled_teachers() -> dict[str, dict]:
 
 
 def resolve_teacher_path(ref: str | Path) -> Path:
-    """A file path, or ``bundled:<name>`` (e.g. ``bundled:minatar/breakout``) for a shipped teacher."""
+    """A file path, ``bundled:<name>`` (e.g. ``bundled:minatar/breakout``) for a shipped teacher,
+    or ``hf:<org>/<repo>[/<file>]`` for one on the Hugging Face Hub (fetched into its cache)."""
+    from lightning_distill.teachers.hub import HUB_PREFIX, fetch_hub_teacher
+
     ref = str(ref)
+    if ref.startswith(HUB_PREFIX):
+        return fetch_hub_teacher(ref)
     if not ref.startswith(BUNDLED_PREFIX):
         return Path(ref).expanduser()
     name = ref[len(BUNDLED_PREFIX) :]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import pickle
 import zipfile
 from pathlib import Path
 from typing import TypeGuard
@@ -49,9 +50,24 @@ def read_sb3_zip(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         with zipfile.ZipFile(path) as archive:
             raw = archive.read("policy.pth")
             data = json.loads(archive.read("data")) if "data" in archive.namelist() else {}
-    except (zipfile.BadZipFile, KeyError) as exc:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{str(path)!r} is not a Stable-Baselines3 model archive: {exc}") from None
-    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), data
+    return load_plain_weights(io.BytesIO(raw), f"{str(path)!r} (its policy.pth)"), data
+
+
+def load_plain_weights(file: io.BytesIO | Path, name: str) -> dict[str, torch.Tensor]:
+    """A state dict of tensors, read with ``weights_only=True``: a pickle that would build any
+    other object (run code) is refused unread, with one line."""
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
+        raise CheckpointError(f"{name} holds objects that are not plain weights; refused unread ({reason})") from None
+    except Exception as exc:
+        raise CheckpointError(f"{name} is not a readable torch file: {exc}".splitlines()[0]) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{name} is not a state dict of tensors")
+    return state
 
 
 def load_sb3(path: Path, task: Task):
@@ -200,13 +216,7 @@ def load_cleanrl(path: Path, task: Task):
 
 
 def read_cleanrl_model(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read CleanRL model {str(path)!r}: {exc}".splitlines()[0]) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{str(path)!r} is not a CleanRL model file (a state dict of tensors)")
-    return state
+    return load_plain_weights(path, f"CleanRL model {str(path)!r}")
 
 
 def copy_layer(module: nn.Linear | nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
