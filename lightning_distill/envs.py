@@ -162,6 +162,8 @@ class GymVecEnv(VecEnv):
 
         def make(rank: int):
             def thunk():
+                if task.backend == "atari":  # SB3 / CleanRL preprocessing (AtariVecEnv does ALE's)
+                    return make_atari_frames_env(task)
                 env = make_gym_env(task, render_mode=render_mode)
                 if task.resolved_noop_max and task.noop_action is not None:  # Task checks it has one
                     env = NoopStart(env, task.resolved_noop_max, task.noop_action)
@@ -226,8 +228,118 @@ class NoopStart(gymnasium.Wrapper):
         return obs, info
 
 
+class AtariFrames(gymnasium.Wrapper):
+    """Atari observations as SB3's or CleanRL's wrappers make them (``Task.preprocessing``), for
+    teachers trained behind those, over an ALE env with frame skip 1 and no sticky actions.
+
+    Per agent step: the action repeated 4 times, the last two RGB frames max-pooled, then
+    ``sb3`` (``WarpFrame``): grey, then the 84x84 area resize; ``cleanrl`` (gymnasium 0.29's
+    ``ResizeObservation`` then ``GrayScaleObservation``): resize, then grey. Four frames are
+    stacked, the older ones zeros after a reset (``VecFrameStack``) or copies of the first
+    (gymnasium's ``FrameStack``). After a reset, FIRE then action 2, and after a lost life a
+    no-op, FIRE and 2, where the game has FIRE: what ``EpisodicLifeEnv`` + ``FireResetEnv``
+    gave those agents at each life's start. An episode is the whole game (scores are game scores).
+    """
+
+    def __init__(self, env: gymnasium.Env, pipeline: str, noop_max: int, max_steps: int) -> None:
+        super().__init__(env)
+        try:
+            import cv2
+        except ImportError:
+            raise ConfigError(
+                f"preprocessing {pipeline!r} needs OpenCV, as SB3 and CleanRL do: "
+                "pip install 'lightning_distill[atari-compat]'"
+            ) from None
+        self.cv2, self.pipeline, self.noop_max, self.max_steps = cv2, pipeline, noop_max, max_steps
+        self.fires = "FIRE" in env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+        self.observation_space = gymnasium.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        self.frames = np.zeros((4, 84, 84), np.uint8)
+        self.steps = 0
+
+    def _lives(self) -> int:
+        return int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]  # ALE's AtariEnv
+
+    def _frame(self, rgb: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
+        if self.pipeline == "sb3":
+            return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (84, 84), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(cv2.resize(rgb, (84, 84), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+
+    def _repeat(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
+        """One agent step: ``action`` for 4 frames, the max of the last two RGB frames."""
+        last_two = []
+        total, terminated, truncated = 0.0, False, False
+        for i in range(ATARI_FRAME_SKIP):
+            rgb, reward, terminated, truncated, _ = self.env.step(action)
+            total += float(reward)
+            if i >= ATARI_FRAME_SKIP - 2:
+                last_two.append(rgb)
+            if terminated or truncated:
+                break
+        return np.max(np.stack(last_two or [rgb]), axis=0), total, terminated, truncated
+
+    def _push(self, rgb: np.ndarray) -> np.ndarray:
+        self.frames = np.concatenate([self.frames[1:], self._frame(rgb)[None]])
+        return self.frames.copy()
+
+    def _start_life(self, actions: tuple[int, ...]) -> tuple[np.ndarray | None, float, bool]:
+        rgb, total = None, 0.0
+        for action in actions:
+            rgb, reward, terminated, truncated = self._repeat(action)
+            total += reward
+            if terminated or truncated:
+                return rgb, total, True
+        return rgb, total, False
+
+    def reset(self, **kwargs):
+        rgb, info = self.env.reset(**kwargs)
+        for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):  # SB3's NoopResetEnv
+            rgb, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                rgb, info = self.env.reset()
+        if self.fires:
+            started, _, over = self._start_life((1, 2))
+            if over:
+                rgb, info = self.env.reset()
+            elif started is not None:
+                rgb = started
+        frame = self._frame(rgb)
+        self.frames = (
+            np.stack([np.zeros_like(frame)] * 3 + [frame]) if self.pipeline == "sb3" else np.stack([frame] * 4)
+        )
+        self.steps, self.lives = 0, self._lives()
+        return self.frames.copy(), info
+
+    def step(self, action):
+        rgb, reward, terminated, truncated = self._repeat(int(action))
+        lives = self._lives()
+        if self.fires and 0 < lives < self.lives and not (terminated or truncated):
+            started, extra, terminated = self._start_life((0, 1, 2))
+            reward += extra
+            rgb = rgb if started is None else started
+        self.lives, self.steps = lives, self.steps + 1
+        truncated = truncated or self.steps >= self.max_steps
+        return self._push(rgb), reward, terminated, truncated, {}
+
+
+def make_atari_frames_env(task: Task) -> gymnasium.Env:
+    """An ALE env behind ``AtariFrames`` (``Task.preprocessing`` ``sb3`` or ``cleanrl``)."""
+    import ale_py
+
+    gymnasium.register_envs(ale_py)
+    env = gymnasium.make(
+        f"ALE/{task.game}-v5",
+        frameskip=1,
+        repeat_action_probability=task.resolved_sticky_action_prob,
+        full_action_space=task.full_action_space,
+        disable_env_checker=True,
+    )
+    max_steps = task.resolved_max_episode_steps or 108_000 // ATARI_FRAME_SKIP
+    return AtariFrames(env, task.preprocessing, task.resolved_noop_max, max_steps)
+
+
 def make_vec_env(task: Task, num_envs: int = 1, seed: int = 0, render: bool = False) -> VecEnv:
     """The task's vectorised env; ``render=True`` makes env 0 able to give RGB frames."""
-    if task.backend == "atari":
+    if task.backend == "atari" and task.preprocessing == "ale":
         return AtariVecEnv(task, num_envs, seed)
     return GymVecEnv(task, num_envs, seed, render=render)

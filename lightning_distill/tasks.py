@@ -28,6 +28,8 @@ ATARI_UNION_SIZE = 18
 MINATAR_UNION_SIZE = 6
 ATARI_OBS_SHAPE = (4, 84, 84)
 ATARI_FRAME_SKIP = 4
+#: Atari observation pipelines (``Task.preprocessing``): ALE's own, and those SB3 and CleanRL agents saw.
+ATARI_PREPROCESSING = ("ale", "sb3", "cleanrl")
 #: a default chosen per task, by a rule its docstring states (``--print_config=comments`` shows it)
 AUTO = "auto"
 
@@ -108,6 +110,12 @@ class Task:
         env_kwargs: extra keyword arguments for ``gymnasium.make`` (gymnasium tasks only).
         reward: a reward variant of ``lightning_distill.rewards`` (gymnasium tasks only), e.g.
             ``reacher_similar``: the same env with a changed reward, a REPAINT source task.
+        preprocessing: Atari only: how frames become observations, to match what the teacher
+            was trained behind. ``ale`` (ALE's vector env: max-pool of grey frames, then the
+            84x84 resize), ``sb3`` (RL Zoo / SB3 ``AtariWrapper`` + ``VecFrameStack``: max-pool
+            of RGB frames, grey, resize) or ``cleanrl`` (CleanRL's stack: max-pool of RGB
+            frames, resize, grey); ``sb3`` and ``cleanrl`` also press FIRE after each reset and
+            lost life, as those agents' ``FireResetEnv`` did. They need ``opencv-python``.
     """
 
     id: str
@@ -117,6 +125,7 @@ class Task:
     max_episode_steps: int | Literal["auto"] = "auto"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     reward: str | None = None
+    preprocessing: str = "ale"
 
     def __post_init__(self) -> None:
         self.backend  # noqa: B018 - validates the id now, with a one-line error
@@ -136,6 +145,10 @@ class Task:
             raise TaskError(f"task {self.id!r} is a gymnasium task: sticky_action_prob is for ALE/ and MinAtar/ tasks")
         if self.full_action_space and self.backend != "atari":
             raise TaskError(f"full_action_space is for ALE/ tasks only, not {self.id!r}")
+        if self.preprocessing not in ATARI_PREPROCESSING:
+            raise TaskError(f"unknown preprocessing {self.preprocessing!r}; valid: {list(ATARI_PREPROCESSING)}")
+        if self.preprocessing != "ale" and self.backend != "atari":
+            raise TaskError(f"preprocessing {self.preprocessing!r} is for ALE/ tasks only, not {self.id!r}")
         if self.reward is not None:
             from lightning_distill.rewards import check_reward_variant
 
