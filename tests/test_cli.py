@@ -13,12 +13,13 @@ from conftest import REPO, csv_logger, one_line_error, run_cli
 TEACHER_CONFIGS = sorted((REPO / "configs" / "teacher").glob("*.yaml"))
 
 
-def test_help_does_not_import_torchrl_wandb_or_mujoco():
+def test_help_does_not_import_torchrl_wandb_mujoco_the_hub_or_opencv():
     code = (
         "import sys\n"
         "from lightning_distill.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchrl', 'wandb', 'mujoco'}))\n"
+        "lazy = {'torchrl', 'wandb', 'mujoco', 'huggingface_hub', 'cv2'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & lazy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "fit" in out and "validate" in out and "play" in out
