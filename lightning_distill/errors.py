@@ -21,6 +21,14 @@ class TrainingDiverged(RuntimeError):
     into the weights, so every checkpoint written so far holds finite weights."""
 
 
+def refused_pickle_reason(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` refused, e.g. ``Unsupported global: GLOBAL
+    posix.system``, without torch's advice to retry with ``weights_only=False`` (which would run
+    the file's code)."""
+    found = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+", str(exc))
+    return found.group(0) if found else "it would build objects that are not tensors"
+
+
 def _cause_in(exc: BaseException | None, matches: Callable[[BaseException], bool]) -> BaseException | None:
     """The first exception in ``exc``'s chain of causes that ``matches`` (jsonargparse and
     Lightning wrap errors raised while parsing or fitting)."""

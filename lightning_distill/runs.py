@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from lightning_distill.errors import CheckpointError
+from lightning_distill.errors import CheckpointError, refused_pickle_reason
 
 
 @dataclass
@@ -47,7 +47,7 @@ def load_checkpoint_dict(path: str | Path, flag: str = "--ckpt_path") -> dict[st
     try:
         state = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except pickle.UnpicklingError as exc:  # a whole file, but a pickle that would run code
-        reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
+        reason = refused_pickle_reason(exc)
         raise CheckpointError(
             f"{flag}{str(path)!r} holds objects that are not plain data ({reason}); "
             "give a .ckpt written by lightning_distill fit"

@@ -58,13 +58,25 @@ def sb3_cnn_ppo_zip(tmp_path: Path):
     return model, (tmp_path / "model.zip").read_bytes()
 
 
-def test_an_rl_zoo_repo_loads_its_one_zip_and_ignores_the_rest(hub_cache, tmp_path):
+def metrics_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("evaluations.npz", b"\x00" * 16)
+    return buffer.getvalue()
+
+
+def test_an_rl_zoo_repo_loads_its_model_zip_and_ignores_the_rest(hub_cache, tmp_path):
     model, archive = sb3_cnn_ppo_zip(tmp_path)
     repo = "sb3/ppo-BreakoutNoFrameskip-v4"
     lay_out_repo(
         hub_cache,
         repo,
-        {"ppo-BreakoutNoFrameskip-v4.zip": archive, "config.yml": b"n_envs: 8\n", "replay.mp4": b"\x00" * 64},
+        {
+            "ppo-BreakoutNoFrameskip-v4.zip": archive,
+            "train_eval_metrics.zip": metrics_zip(),  # RL Zoo's evaluations, beside the model
+            "config.yml": b"n_envs: 8\n",
+            "replay.mp4": b"\x00" * 64,
+        },
     )
     teacher = load_teacher(f"hf:{repo}", "ALE/Breakout")
     assert isinstance(teacher, PolicyTeacher)
@@ -94,7 +106,7 @@ def test_a_repo_missing_offline_is_one_line_naming_it_and_how_to_fetch_it(hub_ca
     message = str(error.value)
     assert "\n" not in message
     assert "'hf:sb3/dqn-PongNoFrameskip-v4' is not in the Hugging Face cache" in message
-    assert "`hf download sb3/dqn-PongNoFrameskip-v4`" in message
+    assert '`hf download sb3/dqn-PongNoFrameskip-v4 --include "*.zip" "*.cleanrl_model" "*.ckpt"`' in message
 
 
 def test_a_repo_with_several_teacher_files_asks_for_one_by_name(hub_cache, tmp_path):
@@ -135,8 +147,11 @@ def test_a_zip_carrying_a_malicious_pickle_is_refused_not_run(hub_cache, tmp_pat
     lay_out_repo(
         hub_cache, "stranger/dqn-BreakoutNoFrameskip-v4", {"dqn-BreakoutNoFrameskip-v4.zip": archive.getvalue()}
     )
-    with pytest.raises(CheckpointError, match=r"\(its policy.pth\) holds objects that are not plain weights; refused"):
+    with pytest.raises(CheckpointError) as error:
         load_teacher("hf:stranger/dqn-BreakoutNoFrameskip-v4", "ALE/Breakout")
+    message = str(error.value)
+    assert "(its policy.pth) holds objects that are not plain weights; refused unread" in message
+    assert "(Unsupported global: GLOBAL getattr)" in message and "weights_only` set to `False" not in message
     assert not sentinel.exists()
 
 

@@ -255,3 +255,12 @@ def test_a_cleanrl_ppo_atari_model_for_another_game_fails_naming_both(tmp_path):
     torch.save(CleanRLAtariAgent(6).state_dict(), tmp_path / "pong.cleanrl_model")
     with pytest.raises(CheckpointError, match=r"'ALE/Breakout'.*the task has 4 actions"):
         load_teacher(tmp_path / "pong.cleanrl_model", "ALE/Breakout")
+
+
+def test_an_sb3_cnn_policy_trained_on_raw_pixels_is_refused_in_one_line(tmp_path):
+    model = sb3.PPO(
+        "CnnPolicy", AtariShapedEnv(4), device="cpu", n_steps=8, batch_size=8, policy_kwargs={"normalize_images": False}
+    )
+    model.save(tmp_path / "raw.zip")
+    with pytest.raises(CheckpointError, match="was trained with normalize_images=False"):
+        load_teacher(tmp_path / "raw.zip", "ALE/Breakout")

@@ -14,6 +14,7 @@ downloaded repo is unpickled or executed.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,28 @@ def fetch_hub_teacher(ref: str) -> Path:
 
 
 def _the_teacher_file(ref: str, repo_id: str, folder: Path) -> Path:
-    """The single teacher file of a fetched snapshot."""
+    """The teacher file of a fetched snapshot: the only one, or the one named after the repo
+    (RL Zoo's ``<algo>-<env>.zip`` beside its ``train_eval_metrics.zip``). An archive without
+    ``policy.pth`` is not a model (its listing is read; nothing in it is)."""
     files = sorted(p for pattern in TEACHER_PATTERNS for p in folder.rglob(pattern) if p.is_file())
+    files = [p for p in files if p.suffix != ".zip" or _holds_policy(p)]
+    named = [p for p in files if p.stem == repo_id.split("/")[1]]
+    if len(files) == 1 or len(named) == 1:
+        return (named or files)[0]
     names = [p.relative_to(folder).as_posix() for p in files]
-    if len(files) == 1:
-        return files[0]
     if not files:
         raise CheckpointError(
             f"{ref!r}: the repo holds no teacher file ({', '.join(TEACHER_PATTERNS)}); name one as hf:{repo_id}/<file>"
         )
     raise CheckpointError(f"{ref!r}: the repo holds several teacher files {names}; name one as hf:{repo_id}/{names[0]}")
+
+
+def _holds_policy(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "policy.pth" in archive.namelist()
+    except zipfile.BadZipFile:
+        return False
 
 
 def _import_hub() -> Any:
@@ -75,7 +88,8 @@ def _import_hub() -> Any:
 def _hub_error(ref: str, repo_id: str, filename: str | None, exc: Exception) -> CheckpointError:
     from huggingface_hub import errors
 
-    fetch = f"hf download {repo_id}" + (f" {filename}" if filename else "")
+    patterns = " ".join(f'"{p}"' for p in TEACHER_PATTERNS)
+    fetch = f"hf download {repo_id} " + (filename if filename else f"--include {patterns}")
     if isinstance(exc, errors.LocalEntryNotFoundError | errors.IncompleteSnapshotError):
         return CheckpointError(
             f"{ref!r} is not in the Hugging Face cache and the Hub cannot be reached (HF_HUB_OFFLINE, or no "

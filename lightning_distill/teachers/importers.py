@@ -36,7 +36,7 @@ from typing import TypeGuard
 import torch
 from torch import nn
 
-from lightning_distill.errors import CheckpointError
+from lightning_distill.errors import CheckpointError, refused_pickle_reason
 from lightning_distill.networks import MLPEncoder, QNetwork, make_encoder
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import mismatch_error
@@ -61,7 +61,7 @@ def load_plain_weights(file: io.BytesIO | Path, name: str) -> dict[str, torch.Te
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = (str(exc).strip().splitlines() or ["unsafe pickle"])[0]
+        reason = refused_pickle_reason(exc)
         raise CheckpointError(f"{name} holds objects that are not plain weights; refused unread ({reason})") from None
     except Exception as exc:
         raise CheckpointError(f"{name} is not a readable torch file: {exc}".splitlines()[0]) from None
@@ -75,6 +75,11 @@ def load_sb3(path: Path, task: Task):
     from lightning_distill.teachers import PolicyTeacher, Teacher
 
     state, data = read_sb3_zip(path)
+    if len(task.obs_shape) > 1 and (data.get("policy_kwargs") or {}).get("normalize_images") is False:
+        raise CheckpointError(
+            f"{str(path)!r} was trained with normalize_images=False (raw 0-255 pixels); image teachers here "
+            "see pixels / 255 (SB3's default, normalize_images=True), so this one is not supported"
+        )
     if any(k.startswith("q_net.") for k in state):
         online = {k[len("q_net.") :]: v for k, v in state.items() if k.startswith("q_net.")}
         return Teacher(q_network_from_layers(layers_in_order(online), task, str(path)), task)
