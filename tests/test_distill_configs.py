@@ -136,3 +136,17 @@ def test_the_three_atari4_configs_differ_only_in_the_replay(capsys):
 def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
     teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
     run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path, updates=30)
+
+
+def test_the_two_minatar5_configs_differ_only_in_their_bundled_teachers(capsys):
+    """The PPO and DQN teacher sets of the five MinAtar games: one student, one budget."""
+    ppo, dqn = (resolved_config(f"minatar5_{kind}", capsys) for kind in ("ppo", "dqn"))
+    games = ["asterix", "breakout", "freeway", "seaquest", "space_invaders"]
+    assert ppo["data"]["init_args"]["teachers"] == [f"bundled:ppo/minatar_{g}" for g in games]
+    assert dqn["data"]["init_args"]["teachers"] == [f"bundled:minatar/{g}" for g in games]
+    assert without(ppo, "data.init_args.teachers") == without(dqn, "data.init_args.teachers")
+    from lightning_distill.teachers import bundled_teachers
+
+    shipped = set(bundled_teachers())
+    for config in (ppo, dqn):
+        assert {t.removeprefix("bundled:") for t in config["data"]["init_args"]["teachers"]} <= shipped
