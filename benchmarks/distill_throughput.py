@@ -145,8 +145,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = [Task(f"MinAtar/{g}") for g in args.games]
-    bundled = {entry["task"]: f"bundled:{name}" for name, entry in bundled_teachers().items()}
-    teachers = [bundled[t.id] for t in tasks]
+    # the DQN teachers (bundled:minatar/<game>), as the figures in the docs were measured with
+    dqn = {e["task"]: f"bundled:{n}" for n, e in bundled_teachers().items() if n.startswith("minatar/")}
+    missing = [t.id for t in tasks if t.id not in dqn]
+    if missing:
+        parser.error(f"no bundled DQN teacher for {missing}; bundled for: {sorted(dqn)}")
+    teachers = [dqn[t.id] for t in tasks]
     print(
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"{len(tasks)} tasks x {args.num_envs} envs, train_freq {args.train_freq}, batch {args.batch_size}"

@@ -163,7 +163,7 @@ class GymVecEnv(VecEnv):
         def make(rank: int):
             def thunk():
                 if task.backend == "atari":  # SB3 / CleanRL preprocessing (AtariVecEnv does ALE's)
-                    return make_atari_frames_env(task)
+                    return make_atari_frames_env(task, render_mode)
                 env = make_gym_env(task, render_mode=render_mode)
                 if task.resolved_noop_max and task.noop_action is not None:  # Task checks it has one
                     env = NoopStart(env, task.resolved_noop_max, task.noop_action)
@@ -322,7 +322,7 @@ class AtariFrames(gymnasium.Wrapper):
         return self._push(rgb), reward, terminated, truncated, {}
 
 
-def make_atari_frames_env(task: Task) -> gymnasium.Env:
+def make_atari_frames_env(task: Task, render_mode: str | None = None) -> gymnasium.Env:
     """An ALE env behind ``AtariFrames`` (``Task.preprocessing`` ``sb3`` or ``cleanrl``)."""
     import ale_py
 
@@ -332,6 +332,7 @@ def make_atari_frames_env(task: Task) -> gymnasium.Env:
         frameskip=1,
         repeat_action_probability=task.resolved_sticky_action_prob,
         full_action_space=task.full_action_space,
+        render_mode=render_mode,
         disable_env_checker=True,
     )
     max_steps = task.resolved_max_episode_steps or 108_000 // ATARI_FRAME_SKIP

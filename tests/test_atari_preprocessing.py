@@ -112,3 +112,10 @@ def test_preprocessing_is_checked_in_one_line():
         Task("ALE/Pong", preprocessing="rgb")
     with pytest.raises(ConfigError, match="preprocessing 'sb3' is for ALE/ tasks only"):
         Task("MinAtar/Breakout", preprocessing="sb3")
+
+
+def test_a_compat_pipeline_renders_the_screen_for_play_videos():
+    env = make_vec_env(Task("ALE/Pong", preprocessing="sb3"), 1, seed=0, render=True)
+    env.reset()
+    env.step(np.array([0]))
+    assert env.render().shape == (210, 160, 3)
