@@ -167,6 +167,8 @@ def test_bundled_teachers_record_their_score_and_command():
         "minatar/freeway",
         "minatar/space_invaders",
         "minatar/seaquest",
+        "minatar/asterix",
+        *(f"ppo/minatar_{game}" for game in ("asterix", "breakout", "freeway", "seaquest", "space_invaders")),
         "ppo/cartpole_centered",
         "ppo/reacher_similar",
         "ppo/reacher_different",
