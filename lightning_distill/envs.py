@@ -241,7 +241,7 @@ class AtariFrames(gymnasium.Wrapper):
     gave those agents at each life's start. An episode is the whole game (scores are game scores).
     """
 
-    def __init__(self, env: gymnasium.Env, pipeline: str, noop_max: int, max_steps: int) -> None:
+    def __init__(self, env: gymnasium.Env, pipeline: str, max_steps: int) -> None:
         super().__init__(env)
         try:
             import cv2
@@ -250,11 +250,11 @@ class AtariFrames(gymnasium.Wrapper):
                 f"preprocessing {pipeline!r} needs OpenCV, as SB3 and CleanRL do: "
                 "pip install 'lightning_distill[atari-compat]'"
             ) from None
-        self.cv2, self.pipeline, self.noop_max, self.max_steps = cv2, pipeline, noop_max, max_steps
+        self.cv2, self.pipeline, self.max_steps = cv2, pipeline, max_steps
         self.fires = "FIRE" in env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
         self.observation_space = gymnasium.spaces.Box(0, 255, (4, 84, 84), np.uint8)
         self.frames = np.zeros((4, 84, 84), np.uint8)
-        self.steps = 0
+        self.steps, self.lives = 0, 0
 
     def _lives(self) -> int:
         return int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]  # ALE's AtariEnv
@@ -282,8 +282,10 @@ class AtariFrames(gymnasium.Wrapper):
         self.frames = np.concatenate([self.frames[1:], self._frame(rgb)[None]])
         return self.frames.copy()
 
-    def _start_life(self, actions: tuple[int, ...]) -> tuple[np.ndarray | None, float, bool]:
-        rgb, total = None, 0.0
+    def _start_life(self, actions: tuple[int, ...]) -> tuple[np.ndarray, float, bool]:
+        """The presses that start a life (FIRE, 2; after a lost life a no-op first): the last
+        frame, their reward, whether the game ended meanwhile."""
+        total = 0.0
         for action in actions:
             rgb, reward, terminated, truncated = self._repeat(action)
             total += reward
@@ -292,17 +294,10 @@ class AtariFrames(gymnasium.Wrapper):
         return rgb, total, False
 
     def reset(self, **kwargs):
-        rgb, info = self.env.reset(**kwargs)
-        for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):  # SB3's NoopResetEnv
-            rgb, _, terminated, truncated, info = self.env.step(0)
-            if terminated or truncated:
-                rgb, info = self.env.reset()
+        rgb, info = self.env.reset(**kwargs)  # no-op starts: NoopStart below, on single frames
         if self.fires:
             started, _, over = self._start_life((1, 2))
-            if over:
-                rgb, info = self.env.reset()
-            elif started is not None:
-                rgb = started
+            rgb, info = self.env.reset() if over else (started, info)
         frame = self._frame(rgb)
         self.frames = (
             np.stack([np.zeros_like(frame)] * 3 + [frame]) if self.pipeline == "sb3" else np.stack([frame] * 4)
@@ -314,9 +309,8 @@ class AtariFrames(gymnasium.Wrapper):
         rgb, reward, terminated, truncated = self._repeat(int(action))
         lives = self._lives()
         if self.fires and 0 < lives < self.lives and not (terminated or truncated):
-            started, extra, terminated = self._start_life((0, 1, 2))
+            rgb, extra, terminated = self._start_life((0, 1, 2))
             reward += extra
-            rgb = rgb if started is None else started
         self.lives, self.steps = lives, self.steps + 1
         truncated = truncated or self.steps >= self.max_steps
         return self._push(rgb), reward, terminated, truncated, {}
@@ -335,8 +329,10 @@ def make_atari_frames_env(task: Task, render_mode: str | None = None) -> gymnasi
         render_mode=render_mode,
         disable_env_checker=True,
     )
+    if task.resolved_noop_max:  # as SB3's NoopResetEnv: single frames, before the frame skip
+        env = NoopStart(env, task.resolved_noop_max, 0)
     max_steps = task.resolved_max_episode_steps or 108_000 // ATARI_FRAME_SKIP
-    return AtariFrames(env, task.preprocessing, task.resolved_noop_max, max_steps)
+    return AtariFrames(env, task.preprocessing, max_steps)
 
 
 def make_vec_env(task: Task, num_envs: int = 1, seed: int = 0, render: bool = False) -> VecEnv:
