@@ -1,14 +1,17 @@
 """REPAINT's comparison (spec sections 5-6): baseline, KS, IT and REPAINT over seeds, on a
-target task with one or more teachers; writes the table of iterations ``K`` to the target
-score, "pct. reduced" and final scores, and the learning curves.
+target task with one or more teachers. ``report`` is ``python -m lightning_distill report`` per
+teacher over the kept runs: iterations ``K`` to the target score with 95% intervals, the mean K
+over the baseline's ("pct. reduced" = 1 - that), the probability of improvement, the curves.
 
     python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, both teachers, 3 seeds
-    python benchmarks/repaint_comparison.py report                # -> docs/results/
+    python benchmarks/repaint_comparison.py report                # -> benchmarks/results/
     python benchmarks/repaint_comparison.py run --pair cartpole --teachers cartpole --target 300
 
 Each teacher ``T`` is the config ``configs/repaint/<pair>_<T>.yaml`` (or ``<pair>.yaml`` when
 ``T`` equals ``pair``); the baseline ignores the teacher, so it runs once per seed. ``run``
-skips finished runs and restarts unfinished ones, so it can be stopped and started again.
+skips finished runs and restarts unfinished ones, so it can be stopped and started again; each
+finished run's ``metrics.csv`` and ``config.yaml`` are kept in
+``benchmarks/results/runs/repaint_<pair>/<run>/``, from which ``report`` rebuilds the tables.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import csv
 import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lightning_distill.cli import csv_logger_args  # noqa: E402
-from lightning_distill.transfer_metric import iterations_to_target, pct_reduced  # noqa: E402
 
 METHODS = ("baseline", "ks", "it", "repaint")
 #: the paper's Reacher rows (spec section 7): K per method and the final scores of KS / IT / REPAINT
@@ -108,100 +109,45 @@ def run(args) -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(run_one, args, *r) for r in runs(args)]:
             future.result()
+    keep_finished(args)
 
 
-def cell(ks: list[int | None], k_base: float | None) -> str:
-    """Mean K over the finished seeds that reached the target, its pct. reduced, and how many reached."""
-    if not ks:
-        return "not run"
-    reached = [k for k in ks if k is not None]
-    if not reached:
-        return f"not reached ({len(ks)} seeds)"
-    mean = statistics.mean(reached)
-    text = f"{mean:.0f}"
-    if k_base is not None:
-        text += f" ({pct_reduced(mean, k_base):.0%})"
-    return f"{text}, {len(reached)}/{len(ks)} seeds"
+def kept(args, name: str) -> Path:
+    """Where a finished run's metrics.csv and config.yaml are kept in the repository."""
+    return args.results / "runs" / f"repaint_{args.pair}" / name
 
 
-def mean_or_dash(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f}" if values else "-"
+def keep_finished(args) -> None:
+    for name, _, _ in runs(args):
+        source = metrics_path(args.out, name)
+        if source.exists() and len(read_returns(source)) >= args.iterations:
+            kept(args, name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, kept(args, name) / "metrics.csv")
+            shutil.copy(source.parent / "config.yaml", kept(args, name) / "config.yaml")
 
 
 def report(args) -> None:
-    curves = {
-        name: read_returns(metrics_path(args.out, name))
-        for name, _, _ in runs(args)
-        if metrics_path(args.out, name).exists()
-    }
-    curves = {name: c for name, c in curves.items() if len(c) >= args.iterations}  # finished runs only
-    finals = {
-        name: statistics.mean([v for v in c[-args.final_window :] if not math.isnan(v)]) for name, c in curves.items()
-    }
-    k = {name: iterations_to_target(c, args.target) for name, c in curves.items()}
-    base = [k[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in k]
-    base_reached = [x for x in base if x is not None]
-    k_base = statistics.mean(base_reached) if base_reached else None
-    lines = [
-        f"Iterations K until `train/return` (the moving average of the last training episodes) first reaches "
-        f"{args.target:g}; mean over the seeds that reached it, of the finished runs ({args.iterations} "
-        f"iterations each), pct. reduced = 1 - K / K_baseline in brackets. Final: mean `train/return` over the "
-        f"last {args.final_window} iterations, mean over seeds.",
-        "",
-        "| teacher | target | K baseline | KS | IT | REPAINT | final baseline | final KS / IT / REPAINT |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    final_base = mean_or_dash([finals[f"baseline_s{s}"] for s in args.seeds if f"baseline_s{s}" in finals])
+    """``python -m lightning_distill report`` per teacher over the kept runs: K (iterations to the
+    target) with intervals, the mean K over the baseline's (pct. reduced = 1 - that), then the
+    paper's row."""
+    from lightning_distill.report import report as write_report
+
+    keep_finished(args)
     for teacher in args.teachers:
-        names = {m: [f"{m}_{teacher}_s{s}" for s in args.seeds if f"{m}_{teacher}_s{s}" in k] for m in METHODS[1:]}
-        cells = [cell([k[n] for n in names[m]], k_base) for m in METHODS[1:]]
-        final = " / ".join(mean_or_dash([finals[n] for n in names[m]]) for m in METHODS[1:])
-        lines.append(
-            f"| {teacher} (ours) | {args.target:g} | {cell(base, None)} | "
-            + " | ".join(cells)
-            + f" | {final_base} | {final} |"
-        )
+        names = [
+            n for n, t, _ in runs(args) if n.startswith("baseline") or t == teacher and not n.startswith("baseline")
+        ]
+        paths = [str(kept(args, n)) for n in names if (kept(args, n) / "metrics.csv").exists()]
+        if not paths:
+            raise SystemExit(f"error: no finished runs for teacher {teacher!r}: run `{sys.argv[0]} run` first")
+        out = args.results / f"{args.name}_{teacher}"
+        title = f"REPAINT on {args.pair}, {teacher} teacher: iterations K to train/return {args.target:g}"
+        write_report(paths, out, "baseline", "train/return", "epoch", [args.target], title)
         if args.pair == "reacher" and teacher in PAPER:
-            target, *paper_cells, paper_final = PAPER[teacher]
-            lines.append(f"| {teacher} (paper) | {target} | " + " | ".join(paper_cells) + f" | - | {paper_final} |")
-    table = "\n".join(lines)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{args.name}.md").write_text(table + "\n")
-    print(table)
-    plot(args, curves)
-    k_text = "none" if k_base is None else f"{k_base:.1f}"
-    print(f"result: finished_runs={len(curves)} k_baseline={k_text} table={args.results / args.name}.md")
-
-
-def plot(args, curves: dict[str, list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(args.teachers), figsize=(5.5 * len(args.teachers), 3.8), squeeze=False)
-    for ax, teacher in zip(axes[0], args.teachers, strict=True):
-        for method in METHODS:
-            names = [f"baseline_s{s}" if method == "baseline" else f"{method}_{teacher}_s{s}" for s in args.seeds]
-            series = [curves[n] for n in names if n in curves]
-            if not series:
-                continue
-            length = min(len(c) for c in series)
-            rows = [[c[i] for c in series if not math.isnan(c[i])] for i in range(length)]
-            xs = [i + 1 for i, r in enumerate(rows) if r]
-            ax.plot(xs, [statistics.mean(r) for r in rows if r], label=method)
-            ax.fill_between(xs, [min(r) for r in rows if r], [max(r) for r in rows if r], alpha=0.15)
-        ax.axhline(args.target, color="gray", lw=0.8, ls="--")
-        ax.set_title(f"{args.pair}: {teacher} teacher")
-        ax.set_xlabel("iteration k")
-        if args.ylim:
-            ax.set_ylim(*args.ylim)
-    axes[0][0].set_ylabel("train/return (mean, min-max over seeds)")
-    axes[0][0].legend()
-    fig.tight_layout()
-    path = args.results / f"{args.name}.png"
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+            target, k_base, *methods, finals = PAPER[teacher]
+            paper = f"The paper (target {target}): K baseline {k_base}; KS / IT / REPAINT {' / '.join(methods)}; "
+            with open(out.with_name(out.name + ".md"), "a") as f:
+                f.write(f"\n{paper}final scores {finals}.\n")
 
 
 def main() -> None:
@@ -212,11 +158,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--target", type=float, default=-7.4, help="the target score (the paper's for Reacher)")
-    parser.add_argument("--final_window", type=int, default=10, help="iterations averaged for the final score")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")
-    parser.add_argument("--ylim", type=float, nargs=2, default=None)
     parser.add_argument("--out", type=Path, default=None, help="default: runs/repaint_<pair>")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", default=None, help="file name of the table and plot (default: repaint_<pair>)")
     args = parser.parse_args()
     args.out = args.out or ROOT / "runs" / f"repaint_{args.pair}"

@@ -1,9 +1,10 @@
-"""``python -m lightning_distill {fit,validate,play}``: a LightningCLI plus a ``play`` subcommand.
+"""``python -m lightning_distill {fit,validate,play,report}``: a LightningCLI plus ``play`` and ``report``.
 
 ``fit`` and ``validate`` are Lightning's, driven by a YAML config (``class_path`` /
 ``init_args``, omegaconf interpolation). The data module's tasks are linked into the model, so
 a config names its tasks once. ``play`` needs only a checkpoint: checkpoints carry their class
-and tasks. Errors from bad input are printed as one line, never a traceback.
+and tasks. ``report`` needs only run folders (lightning_distill.report). Errors from bad input
+are printed as one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuat
 from lightning_distill.upstream import add_subcommand
 
 DEFAULT_RUN_DIR = "runs"
+#: Subcommands that build no Trainer, model or data module.
+STANDALONE = ("play", "report")
 #: omegaconf+: ${...} interpolation in configs, resolved after the command line's overrides (so a
 #: run's name can follow ``--model.init_args.method``); errors raised (not printed) so main() can
 #: make them one line; no abbreviated keys (``--trainer.max_step`` is a typo, not ``max_steps``)
@@ -110,12 +113,20 @@ class DistillCLI(LightningCLI):
         )
         add_play_arguments(play_parser)
         add_subcommand(self, parser, "play", play_parser)
+        from lightning_distill.report import add_report_arguments
 
-    # ``play`` bypasses the Trainer/model/data machinery: the checkpoint carries what it needs.
+        report_parser = ArgumentParser(
+            description="Tables and plots over runs, grouped by what differs in their configs.", **PARSER_KWARGS
+        )
+        add_report_arguments(report_parser)
+        add_subcommand(self, parser, "report", report_parser)
+
+    # ``play`` and ``report`` bypass the Trainer/model/data machinery: a checkpoint, or run
+    # folders, carry what they need.
     def _parse_ckpt_path(self) -> None:
         self.checkpoint: Checkpoint | None = None
         subcommand = self.config.get("subcommand")
-        if subcommand == "play":
+        if subcommand in STANDALONE:
             return
         config = self.config[subcommand]
         if config.get("ckpt_path") == "last":
@@ -204,11 +215,11 @@ class DistillCLI(LightningCLI):
             raise
 
     def _set_seed(self) -> None:
-        if self.config.get("subcommand") != "play":
+        if self.config.get("subcommand") not in STANDALONE:
             super()._set_seed()
 
     def instantiate_classes(self) -> None:
-        if self.config.get("subcommand") != "play":
+        if self.config.get("subcommand") not in STANDALONE:
             super().instantiate_classes()
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -216,6 +227,11 @@ class DistillCLI(LightningCLI):
             from lightning_distill.play import play_from_config
 
             play_from_config(self.config["play"])
+            return
+        if subcommand == "report":
+            from lightning_distill.report import report_from_config
+
+            report_from_config(self.config["report"])
             return
         super()._run_subcommand(subcommand)
 
