@@ -191,3 +191,13 @@ def test_probability_of_improvement_averages_pairwise_wins_over_games():
     assert probability_of_improvement([[1, 2], [5, 6]], [[1, 2], [5, 6]]) == 0.5
     assert probability_of_improvement([[3, 4], [5, 6]], [[1, 2], [7, 8]]) == 0.5  # wins one game, loses one
     assert probability_of_improvement([[3, 4]], [[1, 2]], lower_is_better=True) == 0.0
+
+
+def test_report_on_some_tasks_recomputes_their_geometric_mean(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / f"proposed_s{seed}", "proposed", seed, {TASKS[0]: [25.0, 100.0], TASKS[1]: [100.0, 100.0]})
+    markdown = report([str(tmp_path)], tmp_path / "r", tasks=[TASKS[0]])
+    best = section(markdown, "## % of teacher: best")
+    assert best.splitlines()[2] == f"| group | {TASKS[0]} |"  # one task, so no geometric mean column
+    markdown = report([str(tmp_path)], tmp_path / "r", tasks=list(TASKS), thresholds=[49.0])  # sqrt(25 * 100) = 50
+    assert row(section(markdown, "## updates to first reach 49"), "proposed")[-1] == "1,000 [1,000, 1,000] (2/2)"

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.report.collect import GEOMEAN, Run, differing_keys, find_run_dirs, group_runs, load_run
+from lightning_distill.report.collect import (
+    GEOMEAN,
+    Run,
+    differing_keys,
+    find_run_dirs,
+    group_runs,
+    load_run,
+    restrict,
+)
 from lightning_distill.report.measures import MEASURES, first_reach
 from lightning_distill.report.plots import plot_curves, plot_intervals
 from lightning_distill.report.stats import (
@@ -50,11 +58,15 @@ def add_report_arguments(parser: Any) -> None:
     parser.add_argument(
         "--thresholds", nargs="+", type=float, default=[90.0, 100.0], help="Report the first x reaching each."
     )
+    parser.add_argument(
+        "--tasks", nargs="+", type=str, default=None, help="Only these tasks (e.g. MinAtar/Asterix); default: all."
+    )
     parser.add_argument("--title", type=str | None, default=None, help="Heading of the markdown file.")
 
 
 def report_from_config(cfg: Any) -> str:
-    return report(cfg.runs, Path(cfg.out), cfg.baseline, cfg.metric, cfg.x, list(cfg.thresholds), cfg.title)
+    tasks = list(cfg.tasks) if cfg.tasks else None
+    return report(cfg.runs, Path(cfg.out), cfg.baseline, cfg.metric, cfg.x, list(cfg.thresholds), cfg.title, tasks)
 
 
 def _cell(estimate: tuple[float, float, float], digits: int = 1) -> str:
@@ -82,10 +94,14 @@ def report(
     x: str = "step",
     thresholds: list[float] | None = None,
     title: str | None = None,
+    tasks: list[str] | None = None,
 ) -> str:
-    """Write the report for the runs under ``paths``; returns the markdown."""
+    """Write the report for the runs under ``paths`` (only ``tasks``, if given: then the
+    geometric mean is recomputed over them); returns the markdown."""
     thresholds = [90.0, 100.0] if thresholds is None else thresholds
     runs = [load_run(d, metric, x) for d in find_run_dirs(paths)]
+    if tasks:
+        runs = [restrict(r, tasks) for r in runs]
     runs = [r for r in runs if r.curves]
     if not runs:
         raise ConfigError(f"no run under {' '.join(paths)} logged {metric!r}: name a metrics.csv column with --metric")
@@ -93,6 +109,7 @@ def report(
     baseline = baseline or next(iter(groups))
     if baseline not in groups:
         raise ConfigError(f"--baseline {baseline!r} is not a group; groups: {', '.join(groups)}")
+    groups = {baseline: groups[baseline]} | groups  # the baseline's rows first
     series = list(dict.fromkeys(s for r in runs for s in r.curves if s != GEOMEAN))
     shown = series + ([GEOMEAN] if any(GEOMEAN in r.curves for r in runs) else [])
     unit = "% of teacher" if metric == "pct_teacher" else metric

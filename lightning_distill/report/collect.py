@@ -135,3 +135,18 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return {
         label: sorted(members, key=lambda r: r.seed) for label, members in zip(labels, groups.values(), strict=True)
     }
+
+
+def restrict(run: Run, tasks: list[str]) -> Run:
+    """The run with only ``tasks``' curves; the geometric mean recomputed over them (at the
+    evaluations all of them have), as the teacher comparison computes it."""
+    from lightning_distill.callbacks.teacher_score import geometric_mean
+
+    missing = [t for t in tasks if t not in run.curves]
+    if missing:
+        raise ConfigError(f"run {run.path} has no task {missing[0]!r}; it has {', '.join(sorted(run.curves))}")
+    curves = {t: run.curves[t] for t in tasks}
+    if GEOMEAN in run.curves and len(tasks) > 1:
+        shared = set.intersection(*(set(c) for c in curves.values()))
+        curves[GEOMEAN] = {x: geometric_mean([curves[t][x] for t in tasks]) for x in sorted(shared)}
+    return Run(run.path, run.seed, run.config, curves)
