@@ -201,3 +201,13 @@ def test_report_on_some_tasks_recomputes_their_geometric_mean(tmp_path):
     assert best.splitlines()[2] == f"| group | {TASKS[0]} |"  # one task, so no geometric mean column
     markdown = report([str(tmp_path)], tmp_path / "r", tasks=list(TASKS), thresholds=[49.0])  # sqrt(25 * 100) = 50
     assert row(section(markdown, "## updates to first reach 49"), "proposed")[-1] == "1,000 [1,000, 1,000] (2/2)"
+
+
+def test_report_gives_no_interval_for_a_group_of_one_seed(tmp_path):
+    fast_and_slow(tmp_path / "runs")
+    for seed in (1, 2):  # dist is left with one finished seed, as while runs are still going
+        for path in (tmp_path / "runs" / f"dist_s{seed}" / "version_0").iterdir():
+            path.unlink()
+    markdown = report([str(tmp_path / "runs")], tmp_path / "r", baseline="dist", thresholds=[90.0])
+    assert row(section(markdown, "## % of teacher: best"), "dist")[1] == "92.0 [one seed: no interval]"
+    assert row(section(markdown, "## Probability of improvement"), "proposed")[1] == "1.00 [one seed: no interval]"

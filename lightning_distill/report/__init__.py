@@ -13,6 +13,7 @@ IQM, mean and geometric mean; and the probability that each group improves on a 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def report_from_config(cfg: Any) -> str:
 
 def _cell(estimate: tuple[float, float, float], digits: int = 1) -> str:
     point, low, high = estimate
+    if math.isnan(low):
+        return f"{point:,.{digits}f} [one seed: no interval]"
     return f"{point:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
 
 

@@ -8,6 +8,7 @@ intervals, as Agarwal et al. use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,12 +41,12 @@ def _pooled(statistic: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 
 def interval(per_game: PerGame, statistic: Callable[..., np.ndarray], seed: int = 0) -> tuple[float, float, float]:
     """(point estimate, low, high) of ``statistic`` over all games x seeds, 95% stratified bootstrap.
-    With one value in every game there is nothing to resample: the interval is the point."""
+    A game with one seed leaves nothing to resample: then there is no interval (NaN, NaN)."""
     samples = [np.asarray(v, dtype=float) for v in per_game if len(v)]
     pooled = _pooled(statistic)
     point = float(pooled(*samples))
-    if all(len(s) < 2 for s in samples):
-        return point, point, point
+    if any(len(s) < 2 for s in samples):
+        return point, math.nan, math.nan
     result = stats.bootstrap(
         samples,
         pooled,
@@ -82,8 +83,8 @@ def improvement_interval(
         return probability_of_improvement(resampled[:games], resampled[games:], lower_is_better)
 
     point = statistic(*samples)
-    if all(len(s) < 2 for s in samples):
-        return point, point, point
+    if any(len(s) < 2 for s in samples):
+        return point, math.nan, math.nan
     result = stats.bootstrap(
         samples,
         statistic,
@@ -105,7 +106,7 @@ def ratio_interval(x: Sequence[float], y: Sequence[float], seed: int = 0) -> tup
 
     point = float(statistic(samples[0], samples[1]))
     if min(len(s) for s in samples) < 2:
-        return point, point, point
+        return point, math.nan, math.nan
     result = stats.bootstrap(
         samples,
         statistic,
