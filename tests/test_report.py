@@ -162,6 +162,7 @@ def test_report_from_the_command_line_on_a_real_run(cartpole_run, tmp_path, caps
         (["{empty}"], "no runs under"),
         (["{runs}", "--baseline", "ppo"], "--baseline 'ppo' is not a group; groups: dist, proposed"),
         (["{runs}", "--metric", "eval/nothing"], "logged 'eval/nothing'"),
+        (["{runs}", "--x", "iteration"], "--x 'iteration' is not a column of"),
     ],
 )
 def test_report_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, arguments, message):

@@ -78,7 +78,10 @@ def read_curves(metrics: Path, metric: str, x: str) -> dict[str, Curve]:
     (``step`` counts from 0, ``epoch`` too: both are shifted to count from 1)."""
     curves: dict[str, Curve] = {}
     with open(metrics) as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if x not in (reader.fieldnames or []):
+            raise ConfigError(f"--x {x!r} is not a column of {metrics}; use step (updates) or epoch (iterations)")
+        for row in reader:
             position = int(float(row[x])) + 1
             for key, value in row.items():
                 if not value:
