@@ -40,12 +40,19 @@ BUNDLED = json.loads((ROOT / "lightning_distill" / "teachers" / "bundled.json").
 #: Table 1's budget: 8k updates (a minibatch of 32 from each game each), evaluations every 1k,
 #: epsilon 1 -> 0.1 over the first quarter (the paper: 1M of 4M steps), in agent steps per game.
 UPDATES = 8000
-BUDGET = {
-    "trainer.max_steps": UPDATES,
-    "trainer.val_check_interval": 1000,
-    "trainer.log_every_n_steps": 500,
-    "epsilon.decay_steps": UPDATES // 4 * 4,  # 4 envs per game
-}
+
+
+def budget(updates: int, evaluations: int = 8) -> dict[str, Any]:
+    """``updates`` minibatch updates, ``evaluations`` evenly spaced, and epsilon decayed over the
+    first quarter (counted in agent steps per game: 4 envs per game)."""
+    return {
+        "trainer.max_steps": updates,
+        "trainer.val_check_interval": updates // evaluations,
+        "trainer.log_every_n_steps": 500,
+        "epsilon.decay_steps": updates // 4 * 4,
+    }
+
+
 #: DIST and AMN as the paper sizes them against the proposed student: one FC layer as wide as the
 #: proposed student's last (the paper: 512 beside 1028-512; here 128 beside 256-128), from scratch.
 BASELINE = {"model.init_args.init_from_teachers": False, "model.init_args.head_hidden": [128]}
@@ -111,6 +118,7 @@ class Experiment:
     shared: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     baseline: str = ""  # the group others are compared with (probability of improvement)
+    updates: int = UPDATES
 
 
 MINATAR5 = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -123,6 +131,14 @@ EXPERIMENTS = {
     ),
     "figure4": Experiment(
         "configs/distill/minatar5_ppo.yaml", REPLAYS, games_overrides("ppo", FIGURE4_GAMES), baseline="uniform"
+    ),
+    # the proposed student with three times the budget: does it reach every teacher given time?
+    "table1_ppo_long": Experiment(
+        "configs/distill/minatar5_ppo.yaml",
+        {"proposed": {}},
+        games_overrides("ppo", MINATAR5),
+        baseline="proposed",
+        updates=3 * UPDATES,
     ),
 }
 
@@ -157,7 +173,7 @@ def run_config(experiment: Experiment, group: str, seed: int, out: Path) -> dict
             "init_args": {"save_dir": str(out), "name": f"{group}_s{seed}", "version": 0},
         }
     ]
-    for dotted, value in {**BUDGET, **experiment.shared, **experiment.groups[group]}.items():
+    for dotted, value in {**budget(experiment.updates), **experiment.shared, **experiment.groups[group]}.items():
         set_key(config, dotted, copy.deepcopy(value))
     config["seed_everything"] = seed
     config["data"]["init_args"]["seed"] = seed
@@ -181,7 +197,7 @@ def run(name: str, groups: list[str], seeds: list[int], jobs: int, out_root: Pat
     for group in groups:
         for seed in seeds:
             run_name = f"{group}_s{seed}"
-            if last_update(RESULTS / "runs" / name / run_name / "metrics.csv") >= UPDATES:
+            if last_update(RESULTS / "runs" / name / run_name / "metrics.csv") >= experiment.updates:
                 print(f"{run_name}: done already", flush=True)
                 continue
             shutil.rmtree(out / run_name, ignore_errors=True)
@@ -202,12 +218,12 @@ def run(name: str, groups: list[str], seeds: list[int], jobs: int, out_root: Pat
             run_name, process, start = entry
             running.remove(entry)
             print(f"{run_name}: exit {process.returncode} in {time.time() - start:.0f} s", flush=True)
-            keep(out / run_name / "version_0", RESULTS / "runs" / name / run_name)
+            keep(out / run_name / "version_0", RESULTS / "runs" / name / run_name, experiment.updates)
 
 
-def keep(run_dir: Path, target: Path) -> None:
+def keep(run_dir: Path, target: Path, updates: int) -> None:
     """Copy a finished run's metrics.csv and config.yaml into the repository's results."""
-    if last_update(run_dir / "metrics.csv") < UPDATES:
+    if last_update(run_dir / "metrics.csv") < updates:
         return
     target.mkdir(parents=True, exist_ok=True)
     for file in ("metrics.csv", "config.yaml"):

@@ -37,7 +37,7 @@ def test_every_experiment_run_is_a_config_fit_accepts(tmp_path, capsys, name, gr
     assert info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["seed_everything"] == 3 and printed["data"]["init_args"]["seed"] == 3
-    assert printed["trainer"]["max_steps"] == experiments.UPDATES
+    assert printed["trainer"]["max_steps"] == experiments.EXPERIMENTS[name].updates
 
 
 def test_figure4_memories_turn_over_at_least_five_times_and_exploration_decays_over_a_quarter():
@@ -47,7 +47,7 @@ def test_figure4_memories_turn_over_at_least_five_times_and_exploration_decays_o
         data = config["data"]["init_args"]
         replay = data["replay"]["init_args"]
         held = replay.get("capacity") or replay["partitions"] * replay["partition_capacity"]
-        produced = data["num_envs"] * data["train_freq"] * experiments.UPDATES  # experiences per game
+        produced = data["num_envs"] * data["train_freq"] * experiment.updates  # experiences per game
         assert produced / held >= 5, group
         epsilon = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("EpsilonSchedule"))
         assert epsilon["init_args"]["decay_steps"] == produced // 4  # the paper: 1M of 4M steps
