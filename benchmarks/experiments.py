@@ -3,7 +3,7 @@ what the report needs.
 
     python benchmarks/experiments.py run table1_ppo            # 3 architectures x 5 seeds, 2 at a time
     python benchmarks/experiments.py run figure4 --groups uniform pr hpr_p5
-    python benchmarks/experiments.py report table1_ppo         # -> benchmarks/results/table1_ppo.{md,png}
+    python benchmarks/experiments.py report table1_ppo  # -> benchmarks/results/table1_ppo{.md,_curves.png,_intervals.png}
     python benchmarks/experiments.py list
 
 An experiment is a shipped config plus the overrides every run shares (a shorter budget, fixed
@@ -119,18 +119,31 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     baseline: str = ""  # the group others are compared with (probability of improvement)
     updates: int = UPDATES
+    title: str = ""
 
 
 MINATAR5 = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 EXPERIMENTS = {
     "table1_ppo": Experiment(
-        "configs/distill/minatar5_ppo.yaml", ARCHITECTURES, games_overrides("ppo", MINATAR5), baseline="dist"
+        "configs/distill/minatar5_ppo.yaml",
+        ARCHITECTURES,
+        games_overrides("ppo", MINATAR5),
+        baseline="dist",
+        title="Table 1 at MinAtar, PPO teachers: proposed vs DIST vs AMN",
     ),
     "table1_dqn": Experiment(
-        "configs/distill/minatar5_dqn.yaml", ARCHITECTURES, games_overrides("dqn", MINATAR5), baseline="dist"
+        "configs/distill/minatar5_dqn.yaml",
+        ARCHITECTURES,
+        games_overrides("dqn", MINATAR5),
+        baseline="dist",
+        title="Table 1 at MinAtar, DQN teachers: proposed vs DIST vs AMN",
     ),
     "figure4": Experiment(
-        "configs/distill/minatar5_ppo.yaml", REPLAYS, games_overrides("ppo", FIGURE4_GAMES), baseline="uniform"
+        "configs/distill/minatar5_ppo.yaml",
+        REPLAYS,
+        games_overrides("ppo", FIGURE4_GAMES),
+        baseline="uniform",
+        title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.4 times",
     ),
     # the proposed student with three times the budget: does it reach every teacher given time?
     "table1_ppo_long": Experiment(
@@ -139,6 +152,7 @@ EXPERIMENTS = {
         games_overrides("ppo", MINATAR5),
         baseline="proposed",
         updates=3 * UPDATES,
+        title="The proposed student at 24k updates, PPO teachers",
     ),
 }
 
@@ -233,7 +247,7 @@ def keep(run_dir: Path, target: Path, updates: int) -> None:
 def report(name: str) -> None:
     experiment = EXPERIMENTS[name]
     command = [sys.executable, "-m", "lightning_distill", "report", str(RESULTS / "runs" / name)]
-    command += ["--out", str(RESULTS / name), "--baseline", experiment.baseline]
+    command += ["--out", str(RESULTS / name), "--baseline", experiment.baseline, "--title", experiment.title or name]
     raise SystemExit(subprocess.call(command, cwd=ROOT))
 
 

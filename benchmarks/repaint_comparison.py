@@ -11,7 +11,9 @@ Each teacher ``T`` is the config ``configs/repaint/<pair>_<T>.yaml`` (or ``<pair
 ``T`` equals ``pair``); the baseline ignores the teacher, so it runs once per seed. ``run``
 skips finished runs and restarts unfinished ones, so it can be stopped and started again; each
 finished run's ``metrics.csv`` and ``config.yaml`` are kept in
-``benchmarks/results/runs/repaint_<pair>/<run>/``, from which ``report`` rebuilds the tables.
+``benchmarks/results/runs/repaint_<pair>/<run>/``, from which ``report`` rebuilds the tables
+(``repaint_<pair>_<teacher>.md`` with its ``_curves.png`` and ``_intervals.png``). The Reacher
+table of 0.4 (``benchmarks/results/repaint_reacher.md``) was made before runs were kept.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ def report(args) -> None:
         ]
         paths = [str(kept(args, n)) for n in names if (kept(args, n) / "metrics.csv").exists()]
         if not paths:
-            raise SystemExit(f"error: no finished runs for teacher {teacher!r}: run `{sys.argv[0]} run` first")
+            print(f"error: no finished runs for teacher {teacher!r}: run `{sys.argv[0]} run` first", file=sys.stderr)
+            raise SystemExit(2)
         out = args.results / f"{args.name}_{teacher}"
         title = f"REPAINT on {args.pair}, {teacher} teacher: iterations K to train/return {args.target:g}"
         write_report(paths, out, "baseline", "train/return", "epoch", [args.target], title)

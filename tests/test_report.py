@@ -87,7 +87,7 @@ def test_report_measures_updates_to_reach_and_improvement(tmp_path):
     ratio = section(markdown, "Updates to reach 90 over tasks x seeds")
     assert row(ratio, "proposed")[-1] == "0.50 [0.50, 0.50]"
     improvement = section(markdown, "## Probability of improvement over dist")
-    assert row(improvement, "proposed")[1:] == ["1.00 [1.00, 1.00]"] * 3  # final, area, updates to 90
+    assert row(improvement, "proposed")[1:] == ["1.00 [1.00, 1.00]"] * 4  # best, final, area, updates to 90
     best = section(markdown, "## % of teacher: best")
     assert row(best, "proposed")[1].startswith("102.0 [102.0, 102.0]")
 
@@ -162,7 +162,9 @@ def test_report_from_the_command_line_on_a_real_run(cartpole_run, tmp_path, caps
         (["{empty}"], "no runs under"),
         (["{runs}", "--baseline", "ppo"], "--baseline 'ppo' is not a group; groups: dist, proposed"),
         (["{runs}", "--metric", "eval/nothing"], "logged 'eval/nothing'"),
-        (["{runs}", "--x", "iteration"], "--x 'iteration' is not a column of"),
+        (["{runs}", "--metric", "train/loss", "--x", "iteration"], "--x 'iteration' is not a column of"),
+        (["{runs}", "--x", "epoch"], "--x 'epoch' with --metric pct_teacher"),
+        (["{runs}", "--tasks", "geomean"], "has no task 'geomean'; it has MinAtar/Breakout, MinAtar/Freeway"),
     ],
 )
 def test_report_refuses_bad_input_in_one_line(tmp_path, capsys, monkeypatch, arguments, message):
@@ -212,3 +214,11 @@ def test_report_gives_no_interval_for_a_group_of_one_seed(tmp_path):
     markdown = report([str(tmp_path / "runs")], tmp_path / "r", baseline="dist", thresholds=[90.0])
     assert row(section(markdown, "## % of teacher: best"), "dist")[1] == "92.0 [one seed: no interval]"
     assert row(section(markdown, "## Probability of improvement"), "proposed")[1] == "1.00 [one seed: no interval]"
+
+
+def test_report_names_runs_that_stop_before_the_rest_of_their_group(tmp_path):
+    fast_and_slow(tmp_path / "runs")
+    metrics = tmp_path / "runs" / "dist_s1" / "version_0" / "metrics.csv"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:5]))  # two evaluations of four
+    markdown = report([str(tmp_path / "runs")], tmp_path / "r")
+    assert f"stop before their group's last updates** (unfinished?): {metrics.parent} (2,000)." in markdown

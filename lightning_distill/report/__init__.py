@@ -102,6 +102,8 @@ def report(
     """Write the report for the runs under ``paths`` (only ``tasks``, if given: then the
     geometric mean is recomputed over them); returns the markdown."""
     thresholds = [90.0, 100.0] if thresholds is None else thresholds
+    if metric == "pct_teacher" and x != "step":
+        raise ConfigError(f"--x {x!r} with --metric pct_teacher: distillation runs evaluate by update; use --x step")
     runs = [load_run(d, metric, x) for d in find_run_dirs(paths)]
     if tasks:
         runs = [restrict(r, tasks) for r in runs]
@@ -163,13 +165,34 @@ def report(
     return text
 
 
+def _last_x(run: Run) -> int:
+    return max(max(c) for c in run.curves.values())
+
+
 def _summary(runs: list[Run], groups: dict[str, list[Run]], unit: str, xname: str) -> str:
-    budget = max(max(c) for r in runs for c in r.curves.values())
+    """Runs, groups, seeds and budget; which runs stop short of their group's longest (unfinished,
+    or a shorter budget: their "final" is earlier and a threshold they never reached counts at
+    their own end); what the geometric-mean column is."""
     seeds = ", ".join(f"{label} {len(members)}" for label, members in groups.items())
-    return (
-        f"{len(runs)} runs in {len(groups)} groups (seeds: {seeds}); curves of {unit} up to {budget:,} {xname}. "
-        f"Intervals: 95% percentile bootstrap over seeds, stratified by task for aggregates (scipy.stats.bootstrap)."
+    text = (
+        f"{len(runs)} runs in {len(groups)} groups (seeds: {seeds}); curves of {unit} up to "
+        f"{max(_last_x(r) for r in runs):,} {xname}. Intervals: 95% percentile bootstrap over seeds, "
+        f"stratified by task for aggregates (scipy.stats.bootstrap)."
     )
+    if any(GEOMEAN in r.curves for r in runs):
+        text += (
+            f" The `{GEOMEAN}` column is each run's own curve of the geometric mean over tasks (what the run"
+            f" logged as `eval/geomean_pct_teacher`); the aggregates pool the tasks' values instead."
+        )
+    short = [
+        f"{r.path} ({_last_x(r):,})"
+        for members in groups.values()
+        for r in members
+        if _last_x(r) < max(_last_x(m) for m in members)
+    ]
+    if short:
+        text += f"\n\n**Runs that stop before their group's last {xname}** (unfinished?): " + ", ".join(short) + "."
+    return text
 
 
 def _what_differs(groups: dict[str, list[Run]]) -> list[str]:
@@ -229,13 +252,12 @@ def _reach_aggregates(
         f"| group | reached | IQM | mean | mean / {baseline} | reduction (1 - ratio) |",
         "|---|---|---|---|---|---|",
     ]
-    base = [v for game in values(groups[baseline]) for v in game]
+    base = values(groups[baseline])
     for label, members in groups.items():
         per_game = values(members)
         reached = sum(first_reach(r.curves[t], threshold) is not None for r in members for t in series if t in r.curves)
         total = sum(len(g) for g in per_game)
-        flat = [v for game in per_game for v in game]
-        ratio = ratio_interval(flat, base)
+        ratio = ratio_interval(per_game, base)
         reduction = (1 - ratio[0], 1 - ratio[2], 1 - ratio[1])
         compared = f"{_cell(ratio, 2)} | {_cell(reduction, 2)}" if label != baseline else "1 | 0"
         lines.append(
@@ -251,7 +273,7 @@ def _improvements(
     others = [label for label in groups if label != baseline]
     if not others:
         return []
-    columns = ["final", "area under the curve", *(f"{xname} to {t:g}" for t in thresholds)]
+    columns = ["best", "final", "area under the curve", *(f"{xname} to {t:g}" for t in thresholds)]
     lines = [
         f"## Probability of improvement over {baseline} (Agarwal et al. 2021; 95% stratified bootstrap interval)",
         "",
@@ -268,7 +290,7 @@ def _improvements(
             _cell(
                 improvement_interval(_per_game(members, series, MEASURES[m]), _per_game(base, series, MEASURES[m])), 2
             )
-            for m in ("final", "area under the curve")
+            for m in ("best", "final", "area under the curve")
         ]
         for threshold in thresholds:
 

@@ -145,9 +145,11 @@ def restrict(run: Run, tasks: list[str]) -> Run:
     evaluations all of them have), as the teacher comparison computes it."""
     from lightning_distill.callbacks.teacher_score import geometric_mean
 
-    missing = [t for t in tasks if t not in run.curves]
+    missing = [t for t in tasks if t not in run.curves or t == GEOMEAN]
     if missing:
-        raise ConfigError(f"run {run.path} has no task {missing[0]!r}; it has {', '.join(sorted(run.curves))}")
+        raise ConfigError(
+            f"run {run.path} has no task {missing[0]!r}; it has {', '.join(sorted(set(run.curves) - {GEOMEAN}))}"
+        )
     curves = {t: run.curves[t] for t in tasks}
     if GEOMEAN in run.curves and len(tasks) > 1:
         shared = set.intersection(*(set(c) for c in curves.values()))

@@ -62,7 +62,7 @@ def plot_intervals(rows: dict[str, dict[str, tuple[float, float, float]]], xlabe
         for i, label in enumerate(labels):
             point, low, high = rows[label][aggregate]
             ax.plot([low, high], [i, i], lw=6, alpha=0.5, color=f"C{i}", solid_capstyle="butt")
-            ax.plot([point], [i], "|", color="black", markersize=12)
+            ax.plot([point], [i], "o", color="black", markersize=4)
         ax.set_yticks(range(len(labels)), labels if ax is axes.flat[0] else [""] * len(labels))
         ax.set_title(aggregate)
         ax.set_xlabel(xlabel)

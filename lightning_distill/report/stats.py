@@ -97,15 +97,18 @@ def improvement_interval(
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def ratio_interval(x: Sequence[float], y: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """(mean(x) / mean(y), low, high): e.g. the updates one group needs over another's."""
-    samples = [np.asarray(x, dtype=float), np.asarray(y, dtype=float)]
+def ratio_interval(x: PerGame, y: PerGame, seed: int = 0) -> tuple[float, float, float]:
+    """(mean of x / mean of y, low, high), both over games x seeds, each game's seeds of each
+    group resampled on their own: e.g. the updates one group needs over another's."""
+    games = len(x)
+    samples = [np.asarray(v, dtype=float) for v in (*x, *y)]
 
-    def statistic(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        mean_x = np.concatenate(resampled[:games], axis=axis).mean(axis=axis)
+        return mean_x / np.concatenate(resampled[games:], axis=axis).mean(axis=axis)
 
-    point = float(statistic(samples[0], samples[1]))
-    if min(len(s) for s in samples) < 2:
+    point = float(statistic(*samples))
+    if any(len(s) < 2 for s in samples):
         return point, math.nan, math.nan
     result = stats.bootstrap(
         samples,
