@@ -3,7 +3,7 @@ what the report needs.
 
     python benchmarks/experiments.py run table1_ppo            # 3 architectures x 5 seeds, 2 at a time
     python benchmarks/experiments.py run figure4 --groups uniform pr hpr_p5
-    python benchmarks/experiments.py report table1_ppo  # -> benchmarks/results/table1_ppo{.md,_curves.png,_intervals.png}
+    python benchmarks/experiments.py report table1_ppo  # -> benchmarks/results/table1_ppo.md (+ PNGs)
     python benchmarks/experiments.py list
 
 An experiment is a shipped config plus the overrides every run shares (a shorter budget, fixed
