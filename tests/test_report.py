@@ -212,8 +212,8 @@ def test_report_gives_no_interval_for_a_group_of_one_seed(tmp_path):
         for path in (tmp_path / "runs" / f"dist_s{seed}" / "version_0").iterdir():
             path.unlink()
     markdown = report([str(tmp_path / "runs")], tmp_path / "r", baseline="dist", thresholds=[90.0])
-    assert row(section(markdown, "## % of teacher: best"), "dist")[1] == "92.0 [one seed: no interval]"
-    assert row(section(markdown, "## Probability of improvement"), "proposed")[1] == "1.00 [one seed: no interval]"
+    assert row(section(markdown, "## % of teacher: best"), "dist")[1] == "92.0 [one value: no interval]"
+    assert row(section(markdown, "## Probability of improvement"), "proposed")[1] == "1.00 [one value: no interval]"
 
 
 def test_report_names_runs_that_stop_before_the_rest_of_their_group(tmp_path):

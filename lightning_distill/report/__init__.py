@@ -73,7 +73,7 @@ def report_from_config(cfg: Any) -> str:
 def _cell(estimate: tuple[float, float, float], digits: int = 1) -> str:
     point, low, high = estimate
     if math.isnan(low):
-        return f"{point:,.{digits}f} [one seed: no interval]"
+        return f"{point:,.{digits}f} [one value: no interval]"
     return f"{point:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
 
 
