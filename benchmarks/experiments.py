@@ -120,6 +120,7 @@ class Experiment:
     baseline: str = ""  # the group others are compared with (probability of improvement)
     updates: int = UPDATES
     title: str = ""
+    subsets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra reports on some tasks
 
 
 MINATAR5 = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -144,6 +145,7 @@ EXPERIMENTS = {
         games_overrides("ppo", FIGURE4_GAMES),
         baseline="uniform",
         title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.4 times",
+        subsets={"slow": ("MinAtar/Asterix", "MinAtar/SpaceInvaders"), "easy": ("MinAtar/Freeway",)},
     ),
     # the proposed student with twice the budget: does it reach every teacher given time?
     "table1_ppo_long": Experiment(
@@ -245,10 +247,18 @@ def keep(run_dir: Path, target: Path, updates: int) -> None:
 
 
 def report(name: str) -> None:
+    """The experiment's report over its kept runs, and one more for each subset of its tasks."""
     experiment = EXPERIMENTS[name]
-    command = [sys.executable, "-m", "lightning_distill", "report", str(RESULTS / "runs" / name)]
-    command += ["--out", str(RESULTS / name), "--baseline", experiment.baseline, "--title", experiment.title or name]
-    raise SystemExit(subprocess.call(command, cwd=ROOT))
+    base = [sys.executable, "-m", "lightning_distill", "report", str(RESULTS / "runs" / name)]
+    base += ["--baseline", experiment.baseline]
+    reports = {name: ([], experiment.title or name)}
+    for subset, tasks in experiment.subsets.items():
+        reports[f"{name}_{subset}"] = (["--tasks", *tasks], f"{experiment.title or name}: {subset} games only")
+    for out, (tasks, title) in reports.items():
+        code = subprocess.call([*base, *tasks, "--out", str(RESULTS / out), "--title", title], cwd=ROOT)
+        if code:
+            raise SystemExit(code)
+    raise SystemExit(0)
 
 
 def main() -> None:
