@@ -147,15 +147,6 @@ EXPERIMENTS = {
         title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.4 times",
         subsets={"slow": ("MinAtar/Asterix", "MinAtar/SpaceInvaders"), "easy": ("MinAtar/Freeway",)},
     ),
-    # the proposed student with twice the budget: does it reach every teacher given time?
-    "table1_ppo_long": Experiment(
-        "configs/distill/minatar5_ppo.yaml",
-        {"proposed": {}},
-        games_overrides("ppo", MINATAR5),
-        baseline="proposed",
-        updates=2 * UPDATES,
-        title="The proposed student at 16k updates, PPO teachers",
-    ),
 }
 
 
