@@ -62,7 +62,8 @@ ARCHITECTURES = {
     "amn": {"model.init_args.architecture": "amn", **BASELINE},
 }
 #: Figure 4: three PPO-taught games, two slow to distil (Asterix, SpaceInvaders) and one easy
-#: (Freeway); every memory holds 5,000 experiences of the 32,000 a game produces (6.4 turnovers).
+#: (Freeway); every memory holds 5,000 experiences of the 33,000 a game produces (1,000 before
+#: learning starts, then 4 an update): 6.6 turnovers.
 FIGURE4_GAMES = ("asterix", "freeway", "space_invaders")
 CAPACITY = 5000
 SAMPLING = {"alpha": 0.7, "beta": 0.5, "beta_final": 1.0, "beta_updates": UPDATES}
@@ -144,7 +145,7 @@ EXPERIMENTS = {
         REPLAYS,
         games_overrides("ppo", FIGURE4_GAMES),
         baseline="uniform",
-        title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.4 times",
+        title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.6 times",
         subsets={"slow": ("MinAtar/Asterix", "MinAtar/SpaceInvaders"), "easy": ("MinAtar/Freeway",)},
     ),
 }
