@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -39,24 +40,35 @@ def _pooled(statistic: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return lambda *per_game, axis=-1: statistic(np.concatenate(per_game, axis=axis), axis=axis)
 
 
-def interval(per_game: PerGame, statistic: Callable[..., np.ndarray], seed: int = 0) -> tuple[float, float, float]:
-    """(point estimate, low, high) of ``statistic`` over all games x seeds, 95% stratified bootstrap.
-    A game with one seed leaves nothing to resample: then there is no interval (NaN, NaN)."""
-    samples = [np.asarray(v, dtype=float) for v in per_game if len(v)]
-    pooled = _pooled(statistic)
-    point = float(pooled(*samples))
+def _estimate(
+    samples: list[np.ndarray],
+    statistic: Callable[..., Any],
+    seed: int,
+    vectorized: bool = True,
+    resamples: int = RESAMPLES,
+) -> tuple[float, float, float]:
+    """(statistic of the samples, low, high): a percentile bootstrap that resamples each sample on
+    its own; no interval (NaN) when a sample has one value, as there is nothing to resample."""
+    point = float(statistic(*samples))
     if any(len(s) < 2 for s in samples):
         return point, math.nan, math.nan
     result = stats.bootstrap(
         samples,
-        pooled,
-        n_resamples=RESAMPLES,
+        statistic,
+        n_resamples=resamples,
         confidence_level=CONFIDENCE,
         method="percentile",
-        vectorized=True,
+        vectorized=vectorized,
         random_state=np.random.default_rng(seed),
     )
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def interval(per_game: PerGame, statistic: Callable[..., np.ndarray], seed: int = 0) -> tuple[float, float, float]:
+    """(point estimate, low, high) of ``statistic`` over all games x seeds, 95% stratified bootstrap.
+    A game with one seed leaves nothing to resample: then there is no interval (NaN, NaN)."""
+    samples = [np.asarray(v, dtype=float) for v in per_game if len(v)]
+    return _estimate(samples, _pooled(statistic), seed)
 
 
 def probability_of_improvement(x: PerGame, y: PerGame, lower_is_better: bool = False) -> float:
@@ -82,19 +94,7 @@ def improvement_interval(
     def statistic(*resampled: np.ndarray) -> float:
         return probability_of_improvement(resampled[:games], resampled[games:], lower_is_better)
 
-    point = statistic(*samples)
-    if any(len(s) < 2 for s in samples):
-        return point, math.nan, math.nan
-    result = stats.bootstrap(
-        samples,
-        statistic,
-        n_resamples=RESAMPLES // 4,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        vectorized=False,
-        random_state=np.random.default_rng(seed),
-    )
-    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _estimate(samples, statistic, seed, vectorized=False, resamples=RESAMPLES // 4)
 
 
 def ratio_interval(x: PerGame, y: PerGame, seed: int = 0) -> tuple[float, float, float]:
@@ -107,19 +107,7 @@ def ratio_interval(x: PerGame, y: PerGame, seed: int = 0) -> tuple[float, float,
         mean_x = np.concatenate(resampled[:games], axis=axis).mean(axis=axis)
         return mean_x / np.concatenate(resampled[games:], axis=axis).mean(axis=axis)
 
-    point = float(statistic(*samples))
-    if any(len(s) < 2 for s in samples):
-        return point, math.nan, math.nan
-    result = stats.bootstrap(
-        samples,
-        statistic,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        vectorized=True,
-        random_state=np.random.default_rng(seed),
-    )
-    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _estimate(samples, statistic, seed)
 
 
 def mean_band(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
