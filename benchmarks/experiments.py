@@ -227,6 +227,13 @@ def run(name: str, groups: list[str], seeds: list[int], jobs: int, out_root: Pat
             running.remove(entry)
             print(f"{run_name}: exit {process.returncode} in {time.time() - start:.0f} s", flush=True)
             keep(out / run_name / "version_0", RESULTS / "runs" / name / run_name, experiment.updates)
+    kept_in = RESULTS / "runs" / name
+    finished = sum(
+        last_update(kept_in / f"{g}_s{s}" / "metrics.csv") >= experiment.updates for g in groups for s in seeds
+    )
+    print(
+        f"result: experiment={name} runs={len(groups) * len(seeds)} finished={finished} kept_in={kept_in.relative_to(ROOT)}"
+    )
 
 
 def keep(run_dir: Path, target: Path, updates: int) -> None:
