@@ -232,7 +232,8 @@ def run(name: str, groups: list[str], seeds: list[int], jobs: int, out_root: Pat
         last_update(kept_in / f"{g}_s{s}" / "metrics.csv") >= experiment.updates for g in groups for s in seeds
     )
     print(
-        f"result: experiment={name} runs={len(groups) * len(seeds)} finished={finished} kept_in={kept_in.relative_to(ROOT)}"
+        f"result: experiment={name} runs={len(groups) * len(seeds)} finished={finished} "
+        f"kept_in={kept_in.relative_to(ROOT)}"
     )
 
 
