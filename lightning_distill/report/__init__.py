@@ -206,34 +206,36 @@ def _what_differs(groups: dict[str, list[Run]]) -> list[str]:
     return [*lines, ""]
 
 
-def _series_table(groups: dict[str, list[Run]], shown: list[str], measure: Any) -> list[str]:
+def _mean_over_seeds(values: list[float]) -> tuple[float, float, float]:
+    return interval([values], lambda v, axis=-1: v.mean(axis=axis))
+
+
+def _per_series_table(groups: dict[str, list[Run]], shown: list[str], cell: Any) -> list[str]:
+    """A group x series table; ``cell(runs of the group that have the series, series)``."""
     lines = ["| group | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
     for label, members in groups.items():
-        cells = []
-        for name in shown:
-            values = [measure(r.curves[name]) for r in members if name in r.curves]
-            cells.append(_cell(interval([values], lambda v, axis=-1: v.mean(axis=axis))) if values else "-")
+        cells = [cell([r for r in members if name in r.curves], name) for name in shown]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _series_table(groups: dict[str, list[Run]], shown: list[str], measure: Any) -> list[str]:
+    def cell(runs: list[Run], name: str) -> str:
+        return _cell(_mean_over_seeds([measure(r.curves[name]) for r in runs])) if runs else "-"
+
+    return _per_series_table(groups, shown, cell)
 
 
 def _reach_table(groups: dict[str, list[Run]], shown: list[str], threshold: float) -> list[str]:
-    lines = ["| group | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
-    for label, members in groups.items():
-        cells = []
-        for name in shown:
-            reached = [first_reach(r.curves[name], threshold) for r in members if name in r.curves]
-            hits = [float(v) for v in reached if v is not None]
-            if not reached:
-                cells.append("-")
-            elif not hits:
-                cells.append(f"not reached (0/{len(reached)})")
-            else:
-                cells.append(
-                    f"{_cell(interval([hits], lambda v, axis=-1: v.mean(axis=axis)), 0)} ({len(hits)}/{len(reached)})"
-                )
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    def cell(runs: list[Run], name: str) -> str:
+        hits = [float(x) for r in runs if (x := first_reach(r.curves[name], threshold)) is not None]
+        if not runs:
+            return "-"
+        if not hits:
+            return f"not reached (0/{len(runs)})"
+        return f"{_cell(_mean_over_seeds(hits), 0)} ({len(hits)}/{len(runs)})"
+
+    return _per_series_table(groups, shown, cell)
 
 
 def _reach_aggregates(
