@@ -3,7 +3,7 @@ target task with one or more teachers. ``report`` is ``python -m lightning_disti
 teacher over the kept runs: iterations ``K`` to the target score with 95% intervals, the mean K
 over the baseline's ("pct. reduced" = 1 - that), the probability of improvement, the curves.
 
-    python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, both teachers, 3 seeds
+    python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, both teachers, 5 seeds
     python benchmarks/repaint_comparison.py report                # -> benchmarks/results/
     python benchmarks/repaint_comparison.py run --pair cartpole --teachers cartpole --target 300
 
@@ -48,9 +48,9 @@ def config_path(pair: str, teacher: str) -> Path:
 
 def runs(args) -> list[tuple[str, str, int]]:
     """(run name, config teacher, seed) of every run: the baseline once, each transfer method per teacher."""
-    out = [(f"baseline_s{s}", args.teachers[0], s) for s in args.seeds]
+    out = [(f"baseline_s{s}", args.teachers[0], s) for s in args.seeds] if "baseline" in args.methods else []
     for teacher in args.teachers:
-        out += [(f"{m}_{teacher}_s{s}", teacher, s) for m in METHODS[1:] for s in args.seeds]
+        out += [(f"{m}_{teacher}_s{s}", teacher, s) for m in args.methods if m != "baseline" for s in args.seeds]
     return out
 
 
@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("--pair", default="reacher", help="configs/repaint/<pair>_<teacher>.yaml")
     parser.add_argument("--teachers", nargs="+", default=["similar", "different"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all four")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--target", type=float, default=-7.4, help="the target score (the paper's for Reacher)")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")

@@ -3,7 +3,8 @@
 ``ActionDist`` is ``Categorical`` (``logits``) or a diagonal ``Gaussian`` (``mean``,
 ``log_std``). It has what the losses use, and nothing else: ``log_prob``, ``entropy``,
 ``sample``, ``mode`` and ``cross_entropy_from(teacher)``, the kickstarting term
-``H(pi_T || pi_theta)`` in closed form for both kinds.
+``H(pi_T || pi_theta)`` in closed form for both kinds, and ``executed(low, high)``: the
+distribution recentred on the action the env actually receives once it is clipped to the bounds.
 
 ``ActorCritic`` is a policy head and a value head over the task's feature extractor:
 for images (Atari, MinAtar) one shared extractor, for vectors two separate tanh MLPs (the
@@ -56,6 +57,10 @@ class ActionDist(ABC):
         """The most likely action."""
 
     @abstractmethod
+    def executed(self, low: torch.Tensor, high: torch.Tensor) -> ActionDist:
+        """The distribution as it acts in an env that clips actions to ``[low, high]``."""
+
+    @abstractmethod
     def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
         """The parameters, reshaped to ``shape`` + the event dimension, under their stored names."""
 
@@ -98,6 +103,9 @@ class Categorical(ActionDist):
     def mode(self) -> torch.Tensor:
         return self.logits.argmax(dim=-1)
 
+    def executed(self, low: torch.Tensor, high: torch.Tensor) -> Categorical:
+        return self  # discrete actions are never clipped
+
     def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
         return {"teacher_logits": self.logits.reshape(*shape, -1)}
 
@@ -133,8 +141,31 @@ class Gaussian(ActionDist):
     def mode(self) -> torch.Tensor:
         return self.mean
 
+    def executed(self, low: torch.Tensor, high: torch.Tensor) -> Gaussian:
+        """The Gaussian centred on ``E[clip(a, low, high)]``, ``a ~ N(mean, std)``, with the same std.
+
+        A teacher whose mean lies outside the bounds (e.g. 4.7 against [-1, 1]) acts exactly like
+        one whose mean is at the bound, but a student kickstarted on the raw mean copies 4.7, clips
+        every sample, and PPO then gets no gradient to come back. The mean of the clipped action
+        (the censored normal's, in closed form) is what the teacher does; inside the bounds it is
+        the mean itself. The spread stays the teacher's own: the clipped action's variance goes to
+        0 for a saturated teacher, and a cross-entropy to that would collapse the student's
+        exploration.
+        """
+        std = torch.exp(self.log_std)
+        alpha, beta = (low - self.mean) / std, (high - self.mean) / std
+        below, above = torch.special.ndtr(alpha), torch.special.ndtr(-beta)  # P(a < low), P(a > high)
+        density = (torch.exp(-0.5 * alpha.pow(2)) - torch.exp(-0.5 * beta.pow(2))) / math.sqrt(2.0 * math.pi)
+        at_bounds = _times(low, below) + _times(high, above)  # an infinite bound has mass 0
+        mean = at_bounds + self.mean * (1.0 - below - above) + std * density
+        return Gaussian(mean, self.log_std)
     def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
         return {"teacher_mean": self.mean.reshape(*shape, -1), "teacher_log_std": self.log_std.reshape(*shape, -1)}
+
+
+def _times(bound: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """``bound * mass``, 0 where the mass is 0 (so an infinite bound adds nothing, not NaN)."""
+    return torch.where(mass > 0, bound * mass, torch.zeros_like(mass))
 
 
 class ActorCritic(nn.Module):
@@ -194,6 +225,10 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), [B]."""
         return self.value_head(self.trunk(self.critic_features(obs))).squeeze(-1)
+
+    def as_executed(self, dist: ActionDist) -> ActionDist:
+        """``dist`` as it acts in this task, whose env clips actions to the bounds (``ActionDist.executed``)."""
+        return dist if self.discrete else dist.executed(self.action_low, self.action_high)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action: argmax, or a Gaussian's mean clipped to the action bounds."""

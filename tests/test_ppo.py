@@ -293,3 +293,36 @@ def test_anneal_lr_decays_the_learning_rate_linearly_to_zero_over_max_epochs(tmp
     assert per_iteration(run, "train/lr") == pytest.approx([0.002, 0.0015, 0.001, 0.0005])
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0005)
+
+
+@pytest.mark.parametrize(("target", "mean_range"), [("executed", (-1.1, 1.1)), ("raw", (3.0, 6.0))])
+def test_a_student_kickstarted_by_a_saturating_teacher_copies_the_action_it_executes(target, mean_range):
+    """The bundled "different" Reacher teacher's mean is ~4.7 against bounds of [-1, 1]: copied raw,
+    every sampled action of the student would clip and PPO would get no gradient to come back."""
+    from lightning_distill.policies import ActorCritic
+    from lightning_distill.ppo_losses import kickstarting_loss
+
+    pytest.importorskip("mujoco")
+    task = Task(id="Reacher-v5")
+    runner = EnvRunner(task, num_envs=4, seed=0)
+    teacher = load_teacher("bundled:ppo/reacher_different", task)
+    obs = runner.rollout(teacher.distribution, 64, torch.device("cpu"))["obs"].flatten(0, 1)
+    runner.close()
+    teacher_dist = teacher.distribution(obs)
+    assert teacher_dist.mean.abs().max() > 3.0  # the teacher does saturate
+    torch.manual_seed(0)
+    student = ActorCritic(task)
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+    for _ in range(300):
+        target_dist = student.as_executed(teacher_dist) if target == "executed" else teacher_dist
+        loss = kickstarting_loss(student.distribution(obs), target_dist)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    mean = student.distribution(obs).mean.detach().abs().mean().item()
+    assert mean_range[0] < mean < mean_range[1]
+
+
+def test_unknown_kickstart_target_is_one_line_listing_the_valid_ones(capsys):
+    line = one_line_error(capsys, "fit", "--config", CARTPOLE_PAIR, "--model.init_args.kickstart_target", "clipped")
+    assert "'clipped'" in line and "executed" in line and "raw" in line

@@ -111,3 +111,22 @@ def test_beta_k_decays_exponentially_or_linearly():
     assert kickstarting_weight(150, 2.0, "linear", iterations=100) == 0.0
     with pytest.raises(ConfigError, match="unknown beta_schedule 'cosine'"):
         kickstarting_weight(1, 1.0, "cosine")
+
+
+def test_executed_gaussian_is_centred_on_the_mean_of_the_clipped_action():
+    dist = gaussian([[4.7, 0.0, 0.9, -3.0]], [[0.6, 1.0, 0.5, 1.0]])
+    low = torch.tensor([-1.0, -1.0, -1.0, -math.inf])
+    high = torch.tensor([1.0, 1.0, 1.0, math.inf])
+    executed = dist.executed(low, high)
+    torch.manual_seed(0)
+    samples = dist.mean + torch.randn(400_000, 4) * dist.log_std.exp()
+    clipped_mean = torch.max(torch.min(samples, high), low).mean(0)
+    assert torch.allclose(executed.mean[0], clipped_mean, atol=0.01)
+    assert executed.mean[0, 0].item() == pytest.approx(1.0, abs=1e-6)  # saturated: at the bound
+    assert executed.mean[0, 3].item() == -3.0  # unbounded: unchanged
+    assert torch.equal(executed.log_std, dist.log_std)  # the teacher's own spread
+
+
+def test_categorical_teachers_are_their_own_executed_distribution():
+    dist = categorical([0.2, 0.8])
+    assert dist.executed(torch.tensor(-1.0), torch.tensor(1.0)) is dist

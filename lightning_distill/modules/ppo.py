@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from lightning_distill.teachers import PolicyTeacher
 
 METHODS = {"baseline": (False, False), "ks": (True, False), "it": (False, True), "repaint": (True, True)}
+KICKSTART_TARGETS = ("executed", "raw")
 
 
 class PPO(RLModule):
@@ -80,6 +81,12 @@ class PPO(RLModule):
             ``beta_iterations``).
         beta_decay: per-iteration factor of the exponential schedule.
         beta_iterations: iterations to 0 of the linear schedule.
+        kickstart_target: what the student's Gaussian is kickstarted towards: ``executed`` (the
+            teacher's distribution recentred on the mean of the action the env receives once it
+            is clipped to the bounds: a teacher whose mean saturates far outside them is copied
+            at the bound, not outside it; ``policies.Gaussian.executed``) or ``raw`` (the
+            teacher's Gaussian as it is, the paper's formula). The same for teachers inside the
+            bounds, and for discrete actions.
         zeta: keep teacher samples with advantage ``>= zeta``.
         top_fraction: instead of ``zeta``, keep this share of teacher samples with the largest
             advantages (e.g. 0.2 keeps the top 20%).
@@ -114,6 +121,7 @@ class PPO(RLModule):
         beta_schedule: str = "exponential",
         beta_decay: float = 0.95,
         beta_iterations: int = 100,
+        kickstart_target: str = "executed",
         zeta: float = 0.0,
         top_fraction: float | None = None,
         alpha_1: float = 1.0,
@@ -127,6 +135,8 @@ class PPO(RLModule):
             raise ConfigError(f"unknown method {method!r}; valid: {list(METHODS)}")
         if beta_schedule not in BETA_SCHEDULES:
             raise ConfigError(f"unknown beta_schedule {beta_schedule!r}; valid: {list(BETA_SCHEDULES)}")
+        if kickstart_target not in KICKSTART_TARGETS:
+            raise ConfigError(f"unknown kickstart_target {kickstart_target!r}; valid: {list(KICKSTART_TARGETS)}")
         if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
             raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
         if epochs < 1 or minibatches < 1:
@@ -262,7 +272,10 @@ class PPO(RLModule):
         # logged as losses (minimised, as CleanRL and TorchRL log them): the negated objectives
         parts = {"loss/policy": -l_clip.detach(), "policy/entropy": entropy.detach()}
         if self.kickstarts:
-            l_aux = kickstarting_loss(dist, ActionDist.from_columns(mb))
+            teacher = ActionDist.from_columns(mb)
+            if hp.kickstart_target == "executed":
+                teacher = self.actor_critic.as_executed(teacher)
+            l_aux = kickstarting_loss(dist, teacher)
             l_rep = l_rep - beta * l_aux
             parts["loss/kickstart_ce"] = l_aux.detach()
         value_loss = 0.5 * (self.actor_critic.value(mb["obs"]) - mb["return"]).pow(2).mean()
