@@ -24,6 +24,7 @@ from torch import nn
 
 from lightning_distill.errors import ConfigError
 from lightning_distill.networks import linear_layers, make_encoder
+from lightning_distill.normalization import ObsNormalizer
 from lightning_distill.tasks import Task
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -159,6 +160,7 @@ class Gaussian(ActionDist):
         at_bounds = _times(low, below) + _times(high, above)  # an infinite bound has mass 0
         mean = at_bounds + self.mean * (1.0 - below - above) + std * density
         return Gaussian(mean, self.log_std)
+
     def columns(self, shape: Sequence[int]) -> dict[str, torch.Tensor]:
         return {"teacher_mean": self.mean.reshape(*shape, -1), "teacher_log_std": self.log_std.reshape(*shape, -1)}
 
@@ -180,6 +182,9 @@ class ActorCritic(nn.Module):
         head_hidden: for images, ReLU FC layers on the shared features (empty: none).
         log_std_init: initial log standard deviation of a Gaussian policy (state-independent,
             learned), 0.0 = std 1.
+        normalize_obs: put an ``ObsNormalizer`` (running mean and variance, SB3's
+            ``VecNormalize``) before both heads; vector observations only.
+        clip_obs: its clip of the normalised observations.
     """
 
     action_low: torch.Tensor  # buffers of a Gaussian policy: the action bounds ``act`` clips to
@@ -193,10 +198,17 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         head_hidden: Sequence[int] = (),
         log_std_init: float = 0.0,
+        normalize_obs: bool = False,
+        clip_obs: float = 10.0,
     ) -> None:
         super().__init__()
         if activation not in ("tanh", "relu"):
             raise ConfigError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        if normalize_obs and len(task.obs_shape) > 1:
+            raise ConfigError(
+                f"normalize_obs is for vector observations; task {task.id!r} has images {tuple(task.obs_shape)}"
+            )
+        self.obs_normalizer = ObsNormalizer(task.obs_shape, clip_obs) if normalize_obs else None
         self.discrete = task.discrete
         self.shared = len(task.obs_shape) > 1  # images: one extractor for both heads
         critic_hidden = extractor_hidden if critic_hidden is None else critic_hidden
@@ -216,15 +228,19 @@ class ActorCritic(nn.Module):
             self.register_buffer("action_high", torch.tensor(high), persistent=False)
         _init_orthogonal(self)
 
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the heads see: ``obs`` normalised when the network has an ``ObsNormalizer``."""
+        return obs if self.obs_normalizer is None else self.obs_normalizer(obs)
+
     def distribution(self, obs: torch.Tensor) -> ActionDist:
-        out = self.action_head(self.trunk(self.actor_features(obs)))
+        out = self.action_head(self.trunk(self.actor_features(self.normalize(obs))))
         if self.log_std is None:
             return Categorical(out)
         return Gaussian(out, self.log_std.expand_as(out))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), [B]."""
-        return self.value_head(self.trunk(self.critic_features(obs))).squeeze(-1)
+        return self.value_head(self.trunk(self.critic_features(self.normalize(obs)))).squeeze(-1)
 
     def as_executed(self, dist: ActionDist) -> ActionDist:
         """``dist`` as it acts in this task, whose env clips actions to the bounds (``ActionDist.executed``)."""

@@ -90,3 +90,30 @@ def test_render_gives_rgb_frames_for_videos():
         frame = env.render()
         assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.max() > 0
         env.close()
+
+
+def test_reacher_source_tasks_change_the_reward_or_confine_the_goal_and_nothing_else():
+    pytest.importorskip("mujoco")
+    from lightning_distill.tasks import make_gym_env
+
+    action = np.array([0.5, -1.0], dtype=np.float32)
+    for variant, expected in (
+        ("reacher_similar", lambda info: info["reward_dist"] + 3 * info["reward_ctrl"]),
+        ("reacher_different", lambda info: info["reward_dist"] - info["reward_ctrl"]),
+    ):
+        env = make_gym_env(Task(id="Reacher-v5", reward=variant))
+        env.reset(seed=0)
+        _, reward, *_, info = env.step(action)
+        assert reward == pytest.approx(expected(info)) and info["env_reward"] != reward
+    quadrant, target = (
+        make_gym_env(Task(id="Reacher-v5", reward="reacher_quadrant")),
+        make_gym_env(Task(id="Reacher-v5")),
+    )
+    goals = np.array([quadrant.reset(seed=seed)[0][4:6] for seed in range(100)])
+    assert (goals > 0).all() and (np.linalg.norm(goals, axis=1) < 0.2).all()  # qpos[2:] of the obs is the goal
+    assert (np.array([target.reset(seed=seed)[0][4:6] for seed in range(100)]) < 0).any()
+    quadrant.reset(seed=3)
+    _, reward, *_, info = quadrant.step(action)
+    fingertip_to_goal = quadrant.unwrapped.get_body_com("fingertip") - quadrant.unwrapped.get_body_com("target")
+    assert np.allclose(quadrant.unwrapped.get_body_com("target")[:2], goals[3])  # the physics sees the new goal
+    assert reward == pytest.approx(-np.linalg.norm(fingertip_to_goal) - np.square(action).sum())  # the target's reward

@@ -164,3 +164,15 @@ def test_a_cleanrl_file_carrying_a_malicious_pickle_is_refused_not_run(hub_cache
     ran = tmp_path / "ran"  # the payload is real: a plain torch.load would have run it
     torch.load(io.BytesIO(malicious_pickle(ran)), weights_only=False)
     assert ran.exists()
+
+
+def test_an_rl_zoo_mujoco_repo_brings_its_vec_normalize_statistics(hub_cache, tmp_path):
+    from test_normalization import sb3_teacher_with_vec_normalize
+
+    sb3_teacher_with_vec_normalize(tmp_path)
+    repo = "sb3/ppo-Pendulum-v1"
+    files = {"ppo-Pendulum-v1.zip": (tmp_path / "ppo-Pendulum-v1.zip").read_bytes()}
+    lay_out_repo(hub_cache, repo, files | {"vec_normalize.pkl": (tmp_path / "vec_normalize.pkl").read_bytes()})
+    for ref in (f"hf:{repo}", f"hf:{repo}/ppo-Pendulum-v1.zip"):
+        normalizer = load_teacher(ref, "Pendulum-v1").network.obs_normalizer
+        assert normalizer is not None and normalizer.stats.count.item() > 100

@@ -34,6 +34,7 @@ from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
 from lightning_distill.networks import as_widths
+from lightning_distill.normalization import RewardScaler
 from lightning_distill.policies import ActionDist, ActorCritic
 from lightning_distill.ppo_losses import (
     BETA_SCHEDULES,
@@ -76,6 +77,15 @@ class PPO(RLModule):
         extractor_hidden: actor and critic MLP widths (vector observations).
         head_hidden: FC widths over the shared conv features (image observations).
         log_std_init: initial log std of a Gaussian policy.
+        normalize_obs: normalise observations by their running mean and variance (SB3's
+            ``VecNormalize``; vector observations). The statistics are a layer of the actor-critic,
+            so they are in checkpoints and a teacher made from this agent applies them; they are
+            updated with each rollout after its update (the first rollout acts on raw inputs).
+        normalize_reward: divide rewards by the running std of the discounted return (SB3's
+            ``VecNormalize``; not centred), the teacher's instance-transfer samples by the same.
+            ``train/return`` and the evaluation stay in the env's own rewards.
+        clip_obs: clip of the normalised observations.
+        clip_reward: clip of the scaled rewards.
         beta_0: kickstarting weight at iteration 0.
         beta_schedule: ``exponential`` (``beta_0 * beta_decay^k``) or ``linear`` (to 0 at
             ``beta_iterations``).
@@ -117,6 +127,10 @@ class PPO(RLModule):
         extractor_hidden: Sequence[int] = (64, 64),
         head_hidden: Sequence[int] = (512,),
         log_std_init: float = 0.0,
+        normalize_obs: bool = False,
+        normalize_reward: bool = False,
+        clip_obs: float = 10.0,
+        clip_reward: float = 10.0,
         beta_0: float = 1.0,
         beta_schedule: str = "exponential",
         beta_decay: float = 0.95,
@@ -151,7 +165,10 @@ class PPO(RLModule):
             extractor_hidden=tuple(extractor_hidden),
             head_hidden=as_widths(head_hidden),
             log_std_init=log_std_init,
+            normalize_obs=normalize_obs,
+            clip_obs=clip_obs,
         )
+        self.reward_scaler = RewardScaler(gamma, clip_reward) if normalize_reward else None
         self.record = TransferRecord()
 
     # -- acting --------------------------------------------------------------------------
@@ -202,6 +219,9 @@ class PPO(RLModule):
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
         hp = self.hparams
         student = batch["student"].to(self.device)
+        if self.reward_scaler is not None:
+            self.reward_scaler.update(student["reward"], student["terminated"] | student["truncated"])
+            student["reward"] = self.reward_scaler(student["reward"])
         advantage, value = self.advantages(student)
         samples = student.flatten(0, 1)
         samples["advantage"], samples["return"] = advantage.flatten(), (advantage + value).flatten()
@@ -231,6 +251,8 @@ class PPO(RLModule):
                 optimizer.step()
                 for key, value_ in parts.items():
                     stats.setdefault(key, []).append(value_)
+        if self.actor_critic.obs_normalizer is not None:  # after the update: its log-probs used the old statistics
+            self.actor_critic.obs_normalizer.update(student["obs"])
         self.log_iteration(stats, beta, kept, batch)
 
     def learning_rate(self) -> float:
@@ -251,6 +273,8 @@ class PPO(RLModule):
         if not self.transfers_instances:
             return None
         teacher = batch["teacher"].to(self.device)
+        if self.reward_scaler is not None:
+            teacher["reward"] = self.reward_scaler(teacher["reward"])
         advantage, _ = self.advantages(teacher)
         samples = teacher.flatten(0, 1)
         keep = select_by_advantage(advantage, self.hparams.zeta, self.hparams.top_fraction)
@@ -341,10 +365,14 @@ class PPO(RLModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["transfer_record"] = self.record.state_dict()
+        if self.reward_scaler is not None and self.reward_scaler.returns is not None:
+            checkpoint["reward_scaler_returns"] = self.reward_scaler.returns
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.record.load_state_dict(checkpoint.get("transfer_record", {}))
+        if self.reward_scaler is not None:
+            self.reward_scaler.returns = checkpoint.get("reward_scaler_returns")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.actor_critic.parameters(), lr=self.hparams.lr, eps=1e-5)

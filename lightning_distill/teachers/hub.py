@@ -2,20 +2,22 @@
 
 RL Zoo publishes ``sb3/<algo>-<env>`` repos holding ``<algo>-<env>.zip``; CleanRL publishes
 ``cleanrl/<env>-<exp_name>-seed<n>`` holding ``<exp_name>.cleanrl_model``. Without a file name
-the repo must hold exactly one teacher file (``TEACHER_PATTERNS``); only those files are
-fetched, never the repo's videos, replay buffers or pickled ``VecNormalize`` statistics.
+the repo must hold exactly one teacher file (``TEACHER_PATTERNS``); only those files and RL
+Zoo's ``vec_normalize.pkl`` (its MuJoCo agents' observation statistics) are fetched, never the
+repo's videos or replay buffers.
 
 ``huggingface_hub`` is imported on first use (``pip install "lightning_distill[hub]"``) and
 behaves as everywhere else: its cache (``HF_HOME`` / ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE=1``
 and a token from ``hf auth login`` for private repos. What is fetched comes from strangers:
-the importers read weights with ``weights_only=True`` and metadata as JSON, and nothing in a
-downloaded repo is unpickled or executed.
+the importers read weights with ``weights_only=True``, metadata as JSON and ``vec_normalize.pkl``
+with an unpickler that builds only arrays and numbers (``teachers.vec_normalize``): nothing in a
+downloaded repo is executed.
 """
 
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lightning_distill.errors import CheckpointError
@@ -23,6 +25,8 @@ from lightning_distill.errors import CheckpointError
 HUB_PREFIX = "hf:"
 #: The files a teacher can be read from (see ``lightning_distill.teachers.load_teacher``).
 TEACHER_PATTERNS = ("*.zip", "*.cleanrl_model", "*.ckpt")
+#: fetched beside a teacher file when the repo has it (``teachers.vec_normalize``)
+STATS_FILE = "vec_normalize.pkl"
 
 
 def parse_hub_ref(ref: str) -> tuple[str, str | None]:
@@ -43,11 +47,21 @@ def fetch_hub_teacher(ref: str) -> Path:
     hub = _import_hub()
     try:
         if filename is not None:
-            return Path(hub.hf_hub_download(repo_id, filename))
-        folder = Path(hub.snapshot_download(repo_id, allow_patterns=list(TEACHER_PATTERNS)))
+            path = Path(hub.hf_hub_download(repo_id, filename))
+            _fetch_if_there(hub, repo_id, str(PurePosixPath(filename).with_name(STATS_FILE)))
+            return path
+        folder = Path(hub.snapshot_download(repo_id, allow_patterns=[*TEACHER_PATTERNS, f"*{STATS_FILE}"]))
     except Exception as exc:  # the hub's errors, as one line that says what to do
         raise _hub_error(ref, repo_id, filename, exc) from None
     return _the_teacher_file(ref, repo_id, folder)
+
+
+def _fetch_if_there(hub: Any, repo_id: str, filename: str) -> None:
+    """Download ``filename`` into the cache beside the teacher if the repo has it (most have not)."""
+    try:
+        hub.hf_hub_download(repo_id, filename)
+    except Exception:  # absent, or offline and not cached: the teacher has no such file
+        pass
 
 
 def _the_teacher_file(ref: str, repo_id: str, folder: Path) -> Path:

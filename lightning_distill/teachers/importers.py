@@ -10,8 +10,10 @@
     ``log_std``; the activation (tanh unless changed) is read from the archive's ``data``.
   - PPO / A2C ``CnnPolicy``: NatureCNN (``features_extractor.cnn`` + ``.linear``, shared by
     both heads), ``action_net`` and ``value_net``.
-    A VecNormalize wrapper's statistics are not in the zip: such a teacher would see raw
-    observations here.
+    A VecNormalize wrapper's observation statistics are not in the zip but in
+    ``vec_normalize.pkl`` beside it (RL Zoo's logs: ``<stem>/vecnormalize.pkl``): when there is
+    one, it is read without being run (``teachers.vec_normalize``) and becomes the teacher's
+    ``ObsNormalizer``, so it sees the inputs it learned on.
 - CleanRL ``.cleanrl_model``: ``torch.save(q_network.state_dict())`` of ``dqn_atari.py``
   (``network.0 .. network.9``: 3 convs, FC 512, head) or ``dqn.py`` (an MLP);
   ``torch.save(agent.state_dict())`` of ``ppo_atari.py`` (``network.*``: 3 convs + FC 512,
@@ -38,8 +40,10 @@ from torch import nn
 
 from lightning_distill.errors import CheckpointError, refused_pickle_reason
 from lightning_distill.networks import MLPEncoder, QNetwork, make_encoder
+from lightning_distill.normalization import ObsNormalizer
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import mismatch_error
+from lightning_distill.teachers.vec_normalize import find_stats_file, read_obs_stats
 
 Layer = tuple[torch.Tensor, torch.Tensor]  # (weight, bias)
 
@@ -81,14 +85,35 @@ def load_sb3(path: Path, task: Task):
             "see pixels / 255 (SB3's default, normalize_images=True), so this one is not supported"
         )
     if any(k.startswith("q_net.") for k in state):
+        if find_stats_file(path) is not None:
+            raise CheckpointError(
+                f"{str(find_stats_file(path))!r} lies beside {str(path)!r}: VecNormalize statistics are supported "
+                "for PPO / A2C MlpPolicy teachers only"
+            )
         online = {k[len("q_net.") :]: v for k, v in state.items() if k.startswith("q_net.")}
         return Teacher(q_network_from_layers(layers_in_order(online), task, str(path)), task)
     if "action_net.weight" in state:
-        return PolicyTeacher(actor_critic_from_sb3(state, data, task, str(path)), task)
+        network = actor_critic_from_sb3(state, data, task, str(path))
+        network.obs_normalizer = sb3_obs_normalizer(path, task)
+        return PolicyTeacher(network, task)
     raise CheckpointError(
         f"{str(path)!r} has neither 'q_net.' (DQN) nor 'action_net.' (PPO / A2C) parameters; "
         "only those SB3 policies can be teachers"
     )
+
+
+def sb3_obs_normalizer(path: Path, task: Task) -> ObsNormalizer | None:
+    """The teacher's ``ObsNormalizer`` from the ``VecNormalize`` pickle beside its zip, if any."""
+    stats_file = find_stats_file(path)
+    stats = None if stats_file is None else read_obs_stats(stats_file)
+    if stats is None:
+        return None
+    if len(task.obs_shape) != 1 or tuple(stats.mean.shape) != tuple(task.obs_shape):
+        raise CheckpointError(
+            f"{str(stats_file)!r} normalises observations of shape {tuple(stats.mean.shape)}; "
+            f"task {task.id!r} has {tuple(task.obs_shape)} (vector observations only)"
+        )
+    return ObsNormalizer.from_stats(stats.mean, stats.var, stats.count, stats.clip_obs, stats.epsilon)
 
 
 def _sb3_activation(data: dict) -> str:
