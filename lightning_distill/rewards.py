@@ -11,6 +11,8 @@ unchanged, so a teacher trained on a variant acts in the original task (the targ
   a control cost weighted 3x.
 - ``reacher_different`` (different from Reacher): ``reward_dist - reward_ctrl``: the control
   term's sign flipped, so the teacher is paid for large torques, which the target penalises.
+- ``ant_similar`` (similar to Ant): ``reward_forward + reward_survive + 3 * reward_ctrl +
+  reward_contact``: the same goal (run forward), a control cost weighted 3x.
 - ``reacher_quadrant`` (a sub-task of Reacher): the target's reward, but every goal is drawn in
   one quadrant (x > 0, y > 0) of the target's disk of radius 0.2 instead of anywhere in it. Each
   of its episodes is an episode of the target task; the teacher has solved a quarter of them.
@@ -74,6 +76,11 @@ REWARD_VARIANTS: dict[str, RewardVariant] = {
     ),
     "reacher_different": RewardVariant(
         "Reacher", _info_terms(reward_dist=1.0, reward_ctrl=-1.0), "reward_dist - reward_ctrl"
+    ),
+    "ant_similar": RewardVariant(
+        "Ant",
+        _info_terms(reward_forward=1.0, reward_survive=1.0, reward_ctrl=3.0, reward_contact=1.0),
+        "reward_forward + reward_survive + 3 * reward_ctrl + reward_contact",
     ),
     "reacher_quadrant": RewardVariant(
         "Reacher", None, "the target's reward, goals in the quadrant x, y > 0", _reacher_goal_in_first_quadrant
