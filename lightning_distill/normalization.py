@@ -101,8 +101,8 @@ class RewardScaler(nn.Module):
         self.returns: torch.Tensor | None = None
 
     @torch.no_grad()
-    def update(self, reward: torch.Tensor, done: torch.Tensor) -> None:
-        """Run the discounted returns through a ``[T, N]`` rollout and merge them into the statistics."""
+    def returns_through(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """The discounted returns ``[T, N]`` of each step of a rollout, carried on from the last one."""
         returns = torch.zeros(reward.shape[1], dtype=torch.float64) if self.returns is None else self.returns
         seen = []
         for t in range(reward.shape[0]):
@@ -110,7 +110,11 @@ class RewardScaler(nn.Module):
             seen.append(returns)
             returns = torch.where(done[t], torch.zeros_like(returns), returns)
         self.returns = returns
-        self.stats.update(torch.stack(seen))
+        return torch.stack(seen)
+
+    def update(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """Run the discounted returns through a ``[T, N]`` rollout and merge them into the statistics."""
+        self.stats.update(self.returns_through(reward, done))
 
     def forward(self, reward: torch.Tensor) -> torch.Tensor:
         scale = torch.rsqrt(self.stats.var + self.epsilon).to(reward.dtype)

@@ -219,8 +219,11 @@ class PPO(RLModule):
     def training_step(self, batch: TensorDict, batch_idx: int) -> None:
         hp = self.hparams
         student = batch["student"].to(self.device)
-        if self.reward_scaler is not None:
-            self.reward_scaler.update(student["reward"], student["terminated"] | student["truncated"])
+        if self.reward_scaler is not None:  # statistics over every rank's envs, so ranks stay identical
+            returns = self.reward_scaler.returns_through(
+                student["reward"], student["terminated"] | student["truncated"]
+            )
+            self.reward_scaler.stats.update(self.from_all_ranks(returns))
             student["reward"] = self.reward_scaler(student["reward"])
         advantage, value = self.advantages(student)
         samples = student.flatten(0, 1)
@@ -252,8 +255,12 @@ class PPO(RLModule):
                 for key, value_ in parts.items():
                     stats.setdefault(key, []).append(value_)
         if self.actor_critic.obs_normalizer is not None:  # after the update: its log-probs used the old statistics
-            self.actor_critic.obs_normalizer.update(student["obs"])
+            self.actor_critic.obs_normalizer.update(self.from_all_ranks(student["obs"]))  # every rank's: one network
         self.log_iteration(stats, beta, kept, batch)
+
+    def from_all_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` of every DDP rank, stacked in a leading dimension (as it is on one process)."""
+        return cast(torch.Tensor, self.all_gather(tensor))
 
     def learning_rate(self) -> float:
         """``lr``, or with ``anneal_lr`` ``lr * (1 - k / max_epochs)``: a function of the iteration
