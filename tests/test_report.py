@@ -222,3 +222,17 @@ def test_report_names_runs_that_stop_before_the_rest_of_their_group(tmp_path):
     metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:5]))  # two evaluations of four
     markdown = report([str(tmp_path / "runs")], tmp_path / "r")
     assert f"stop before their group's last updates** (unfinished?): {metrics.parent} (2,000)." in markdown
+
+
+def test_runs_from_before_an_option_existed_group_with_runs_that_have_its_default(tmp_path):
+    fast_and_slow(tmp_path / "runs")
+    for seed in range(3):  # a later release added "lr" (one value in every run that has it)
+        config_file = tmp_path / "runs" / f"proposed_s{seed}" / "version_0" / "config.yaml"
+        config = yaml.safe_load(config_file.read_text())
+        config["model"]["init_args"]["lr"] = 1e-3
+        if seed == 0:
+            config["model"]["init_args"]["anneal"] = seed  # one run alone: not a difference either
+        config_file.write_text(yaml.safe_dump(config))
+    markdown = report([str(tmp_path / "runs")], tmp_path / "out" / "r", baseline="dist")
+    assert "6 runs in 2 groups (seeds: dist 3, proposed 3)" in markdown
+    assert "`model.init_args.lr`" not in markdown

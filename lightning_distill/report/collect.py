@@ -113,9 +113,12 @@ def key_value_label(key: str, value: Any) -> str:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Config keys whose values are not the same in every run (seeds and paths left out)."""
+    """Config keys whose values are not the same in every run (seeds and paths left out).
+
+    A key that only some runs have, with one value in all of them, is an option a later release
+    added (with its default): runs from before it do not differ by it."""
     keys = sorted({k for run in runs for k in run.config if not k.startswith(IGNORED_PREFIXES)})
-    return [k for k in keys if len({repr(run.config.get(k)) for run in runs}) > 1]
+    return [k for k in keys if len({repr(run.config[k]) for run in runs if k in run.config}) > 1]
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
