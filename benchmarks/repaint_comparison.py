@@ -3,7 +3,7 @@ target task with one or more teachers. ``report`` is ``python -m lightning_disti
 teacher over the kept runs: iterations ``K`` to the target score with 95% intervals, the mean K
 over the baseline's ("pct. reduced" = 1 - that), the probability of improvement, the curves.
 
-    python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, both teachers, 5 seeds
+    python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, three teachers, 5 seeds
     python benchmarks/repaint_comparison.py report                # -> benchmarks/results/
     python benchmarks/repaint_comparison.py run --pair cartpole --teachers cartpole --target 300
 
@@ -12,8 +12,8 @@ Each teacher ``T`` is the config ``configs/repaint/<pair>_<T>.yaml`` (or ``<pair
 skips finished runs and restarts unfinished ones, so it can be stopped and started again; each
 finished run's ``metrics.csv`` and ``config.yaml`` are kept in
 ``benchmarks/results/runs/repaint_<pair>/<run>/``, from which ``report`` rebuilds the tables
-(``repaint_<pair>_<teacher>.md`` with its ``_curves.png`` and ``_intervals.png``). The Reacher
-table of 0.4 (``benchmarks/results/repaint_reacher.md``) was made before runs were kept.
+(``repaint_<pair>_<teacher>.md`` with its ``_curves.png`` and ``_intervals.png``), with the
+paper's row for that kind of teacher under each. ``--methods`` runs some of the four only.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("--pair", default="reacher", help="configs/repaint/<pair>_<teacher>.yaml")
-    parser.add_argument("--teachers", nargs="+", default=["similar", "different"])
+    parser.add_argument("--teachers", nargs="+", default=["similar", "different", "subtask"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all four")
     parser.add_argument("--iterations", type=int, default=200)
