@@ -312,6 +312,29 @@ def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_pa
         assert shown in final, final
 
 
+def test_printed_progress_shows_each_iterations_own_metrics(tmp_path, capsys):
+    """Without a terminal, progress is printed lines: the one for 2 iterations done, after the
+    evaluation, shows the 2nd iteration's beta_k (0.9), not the first's (1)."""
+    run_cli(
+        "fit",
+        "--config",
+        CARTPOLE_PAIR,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "2",
+        *csv_logger(tmp_path, "repaint_cartpole"),
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.callbacks+=lightning_distill.callbacks.RLProgress",
+        "--trainer.callbacks.live",
+        "false",
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("2/2 it")]
+    assert lines and all("beta_k 0.9 " in line for line in lines), lines
+    assert "eval " in lines[-1]
+
+
 def test_wandb_offline_run_holds_the_config_videos_score_table_and_partition_occupancy(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)  # the config's loggers write to ./runs

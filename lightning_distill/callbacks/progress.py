@@ -56,6 +56,7 @@ class RLProgress(ProgressBar):
         self._last_draw = 0.0
         self._last_line = ""
         self._last_done = -1
+        self._last_shown: list[str] = []
         self._start = (0.0, 0)
 
     def disable(self) -> None:
@@ -95,12 +96,18 @@ class RLProgress(ProgressBar):
         done, _, unit = self.position(trainer)
         if elapsed > 0 and done > self._start[1]:
             parts.append(f"{(done - self._start[1]) / elapsed:.{2 if unit == 'it' else 1}f} {unit}/s")
+        return " · ".join(parts + self.shown_metrics(trainer))
+
+    @staticmethod
+    def shown_metrics(trainer: pl.Trainer) -> list[str]:
+        """``eps 0.42``, ``beta_k 0.9``, ``eval 87.3``...: the last logged values of ``SHOWN``."""
         metrics = trainer.callback_metrics
+        parts = []
         for label, keys in SHOWN:
             value = next((metrics[k] for k in keys if k in metrics), None)
             if value is not None:
                 parts.append(f"{label} {float(value):.3g}")
-        return " · ".join(parts)
+        return parts
 
     def line(self, trainer: pl.Trainer) -> str:
         done, total, unit = self.position(trainer)
@@ -121,10 +128,10 @@ class RLProgress(ProgressBar):
                 self._bar.refresh()
                 self._last_draw = now
         elif force or now - self._last_draw >= self.log_seconds:
-            line, done = self.line(trainer), self.position(trainer)[0]
-            if line != self._last_line and not (final and done == self._last_done):
+            line, done, shown = self.line(trainer), self.position(trainer)[0], self.shown_metrics(trainer)
+            if line != self._last_line and not (final and (done, shown) == (self._last_done, self._last_shown)):
                 print(line, flush=True)  # the end of training right after an evaluation: said once
-                self._last_line, self._last_done = line, done
+                self._last_line, self._last_done, self._last_shown = line, done, shown
             self._last_draw = now
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -148,12 +155,15 @@ class RLProgress(ProgressBar):
     ) -> None:
         self._draw(trainer)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.counts_iterations(trainer):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """PPO counts iterations (epochs): drawn when the next one starts, as an epoch's metrics
+        reach ``callback_metrics`` only after every ``on_train_epoch_end`` hook has run."""
+        if self.counts_iterations(trainer) and self.position(trainer)[0] > self._start[1]:
             self._draw(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.state.fn == "fit":
+        # iterations: the evaluation ends before its iteration's metrics are in; the next draw shows both
+        if trainer.state.fn == "fit" and not self.counts_iterations(trainer):
             self._draw(trainer, force=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
