@@ -9,7 +9,7 @@
 
 Both follow SB3's defaults (``clip 10``, ``epsilon 1e-8``) and its update rule for the
 statistics (Chan et al.'s parallel merge of a batch into the running moments), so that an SB3
-teacher's ``vec_normalize.pkl`` (read by ``teachers.importers``) means the same here.
+teacher's ``vec_normalize.pkl`` (read by ``teachers.vec_normalize``) means the same here.
 """
 
 from __future__ import annotations

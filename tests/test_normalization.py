@@ -120,3 +120,22 @@ def test_vec_normalize_for_another_observation_shape_fails_naming_both(tmp_path)
         CheckpointError, match=r"normalises observations of shape \(4,\); task 'Pendulum-v1' has \(3,\)"
     ):
         load_teacher(tmp_path / "ppo-Pendulum-v1.zip", "Pendulum-v1")
+
+
+def test_rl_zoos_best_model_finds_the_statistics_of_its_run_and_a_corrupt_file_is_named_as_such(tmp_path):
+    sb3_teacher_with_vec_normalize(tmp_path, "Pendulum-v1/vecnormalize.pkl")  # RL Zoo's logs/ppo/<env>_1/
+    (tmp_path / "ppo-Pendulum-v1.zip").rename(tmp_path / "best_model.zip")
+    assert load_teacher(tmp_path / "best_model.zip", "Pendulum-v1").network.obs_normalizer is not None
+    stats = tmp_path / "Pendulum-v1" / "vecnormalize.pkl"
+    stats.write_bytes(stats.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="is not a readable VecNormalize pickle"):
+        load_teacher(tmp_path / "best_model.zip", "Pendulum-v1")
+
+
+@pytest.mark.parametrize("key", ["clip_obs", "clip_reward"])
+def test_a_clip_that_is_not_positive_is_one_line(key, capsys):
+    from conftest import one_line_error
+
+    config = str(REPO / "configs/teacher/ppo_reacher.yaml")
+    line = one_line_error(capsys, "fit", "--config", config, f"--model.init_args.{key}", "-1")
+    assert "must be > 0" in line and "-1" in line

@@ -149,6 +149,8 @@ class PPO(RLModule):
             raise ConfigError(f"unknown method {method!r}; valid: {list(METHODS)}")
         if beta_schedule not in BETA_SCHEDULES:
             raise ConfigError(f"unknown beta_schedule {beta_schedule!r}; valid: {list(BETA_SCHEDULES)}")
+        if clip_obs <= 0 or clip_reward <= 0:
+            raise ConfigError(f"clip_obs and clip_reward must be > 0, got {clip_obs} and {clip_reward}")
         if kickstart_target not in KICKSTART_TARGETS:
             raise ConfigError(f"unknown kickstart_target {kickstart_target!r}; valid: {list(KICKSTART_TARGETS)}")
         if top_fraction is not None and not 0.0 < top_fraction <= 1.0:

@@ -102,7 +102,7 @@ def _import_hub() -> Any:
 def _hub_error(ref: str, repo_id: str, filename: str | None, exc: Exception) -> CheckpointError:
     from huggingface_hub import errors
 
-    patterns = " ".join(f'"{p}"' for p in TEACHER_PATTERNS)
+    patterns = " ".join(f'"{p}"' for p in (*TEACHER_PATTERNS, STATS_FILE))
     fetch = f"hf download {repo_id} " + (filename if filename else f"--include {patterns}")
     if isinstance(exc, errors.LocalEntryNotFoundError | errors.IncompleteSnapshotError):
         return CheckpointError(

@@ -113,6 +113,9 @@ def sb3_obs_normalizer(path: Path, task: Task) -> ObsNormalizer | None:
             f"{str(stats_file)!r} normalises observations of shape {tuple(stats.mean.shape)}; "
             f"task {task.id!r} has {tuple(task.obs_shape)} (vector observations only)"
         )
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(f"teacher {path.name}: observations normalised by {stats_file} ({stats.count:,.0f} samples)")
     return ObsNormalizer.from_stats(stats.mean, stats.var, stats.count, stats.clip_obs, stats.epsilon)
 
 

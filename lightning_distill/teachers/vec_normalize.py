@@ -70,6 +70,10 @@ def _numpy_global(module: str, name: str) -> Any:
         return getattr(importlib.import_module("numpy.core.multiarray"), name)
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global outside the allowed ones: it would build or run something else."""
+
+
 class StatsUnpickler(pickle.Unpickler):
     """Builds numpy arrays, scalars and plain containers; SB3's and gymnasium's objects as ``Record``."""
 
@@ -80,7 +84,7 @@ class StatsUnpickler(pickle.Unpickler):
             return type(name, (Record,), {})
         if (module, name) in GENERATOR_GLOBALS:
             return _record
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        raise RefusedGlobal(f"global {module}.{name} is not allowed")
 
 
 @dataclass(frozen=True)
@@ -95,12 +99,15 @@ class ObsStats:
 
 
 def find_stats_file(model: Path) -> Path | None:
-    """The ``VecNormalize`` pickle beside an SB3 ``.zip``, if there is one."""
+    """The ``VecNormalize`` pickle beside an SB3 ``.zip``, if there is one: ``vec_normalize.pkl``,
+    ``<stem>/vecnormalize.pkl``, or the only ``*/vecnormalize.pkl`` of the folder (RL Zoo's
+    ``best_model.zip`` shares ``<env id>/vecnormalize.pkl`` with ``<env id>.zip``)."""
     for pattern in STATS_FILES:
         candidate = model.parent / pattern.format(stem=model.stem)
         if candidate.is_file():
             return candidate
-    return None
+    others = sorted(model.parent.glob("*/vecnormalize.pkl"))
+    return others[0] if len(others) == 1 else None
 
 
 def read_obs_stats(path: Path) -> ObsStats | None:
@@ -109,9 +116,9 @@ def read_obs_stats(path: Path) -> ObsStats | None:
     try:
         with open(path, "rb") as f:
             wrapper = StatsUnpickler(f).load()
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise CheckpointError(f"{str(path)!r} is not plain VecNormalize statistics; refused unread ({exc})") from None
-    except Exception as exc:
+    except Exception as exc:  # truncated or not a pickle at all
         raise CheckpointError(f"{str(path)!r} is not a readable VecNormalize pickle: {exc}".splitlines()[0]) from None
     if type(wrapper).__name__ != "VecNormalize" or not isinstance(wrapper, Record):
         raise CheckpointError(f"{str(path)!r} holds a {type(wrapper).__name__}, not SB3's VecNormalize")
