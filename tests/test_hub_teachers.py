@@ -106,7 +106,8 @@ def test_a_repo_missing_offline_is_one_line_naming_it_and_how_to_fetch_it(hub_ca
     message = str(error.value)
     assert "\n" not in message
     assert "'hf:sb3/dqn-PongNoFrameskip-v4' is not in the Hugging Face cache" in message
-    assert '`hf download sb3/dqn-PongNoFrameskip-v4 --include "*.zip" "*.cleanrl_model" "*.ckpt" "vec_normalize.pkl"`' in message
+    fetch = 'hf download sb3/dqn-PongNoFrameskip-v4 --include "*.zip" "*.cleanrl_model" "*.ckpt" "vec_normalize.pkl"'
+    assert f"`{fetch}`" in message
 
 
 def test_a_repo_with_several_teacher_files_asks_for_one_by_name(hub_cache, tmp_path):
