@@ -103,7 +103,9 @@ class RewardScaler(nn.Module):
     @torch.no_grad()
     def returns_through(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
         """The discounted returns ``[T, N]`` of each step of a rollout, carried on from the last one."""
-        returns = torch.zeros(reward.shape[1], dtype=torch.float64) if self.returns is None else self.returns
+        returns = torch.zeros(reward.shape[1], dtype=torch.float64, device=reward.device)
+        if self.returns is not None:  # carried on from the last rollout (or a checkpoint, on the CPU)
+            returns = self.returns.to(reward.device)
         seen = []
         for t in range(reward.shape[0]):
             returns = returns * self.gamma + reward[t].to(torch.float64)

@@ -145,13 +145,13 @@ class Gaussian(ActionDist):
     def executed(self, low: torch.Tensor, high: torch.Tensor) -> Gaussian:
         """The Gaussian centred on ``E[clip(a, low, high)]``, ``a ~ N(mean, std)``, with the same std.
 
-        A teacher whose mean lies outside the bounds (e.g. 4.7 against [-1, 1]) acts exactly like
-        one whose mean is at the bound, but a student kickstarted on the raw mean copies 4.7, clips
+        A teacher whose mean lies far outside the bounds (e.g. 4.7 against [-1, 1]) acts like one
+        that always outputs the bound, but a student kickstarted on the raw mean copies 4.7, clips
         every sample, and PPO then gets no gradient to come back. The mean of the clipped action
-        (the censored normal's, in closed form) is what the teacher does; inside the bounds it is
-        the mean itself. The spread stays the teacher's own: the clipped action's variance goes to
-        0 for a saturated teacher, and a cross-entropy to that would collapse the student's
-        exploration.
+        (the censored normal's, in closed form) is what the teacher does on average; a few stds
+        inside the bounds it is the mean itself. The spread stays the teacher's own: the clipped
+        action's variance goes to 0 for a saturated teacher, and a cross-entropy to that would
+        collapse the student's exploration.
         """
         std = torch.exp(self.log_std)
         alpha, beta = (low - self.mean) / std, (high - self.mean) / std

@@ -95,8 +95,8 @@ class PPO(RLModule):
             teacher's distribution recentred on the mean of the action the env receives once it
             is clipped to the bounds: a teacher whose mean saturates far outside them is copied
             at the bound, not outside it; ``policies.Gaussian.executed``) or ``raw`` (the
-            teacher's Gaussian as it is, the paper's formula). The same for teachers inside the
-            bounds, and for discrete actions.
+            teacher's Gaussian as it is, the paper's formula). The same for a teacher whose mean is
+            a few stds inside the bounds, and for discrete actions.
         zeta: keep teacher samples with advantage ``>= zeta``.
         top_fraction: instead of ``zeta``, keep this share of teacher samples with the largest
             advantages (e.g. 0.2 keeps the top 20%).
