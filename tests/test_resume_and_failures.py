@@ -290,22 +290,26 @@ def test_resuming_from_a_missing_checkpoint_is_one_line(capsys, tmp_path):
     assert "nope.ckpt" in line and "is not a file" in line
 
 
-def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_path, capsys):
+def fit_cartpole_pair_with_progress(tmp_path, iterations: int, evaluate_every: int, live: bool) -> None:
     run_cli(
         "fit",
         "--config",
         CARTPOLE_PAIR,
         "--trainer.max_epochs",
-        "4",
+        str(iterations),
         "--trainer.check_val_every_n_epoch",
-        "2",
+        str(evaluate_every),
         *csv_logger(tmp_path, "repaint_cartpole"),
         "--trainer.enable_model_summary",
         "false",
         "--trainer.callbacks+=lightning_distill.callbacks.RLProgress",
         "--trainer.callbacks.live",
-        "true",
+        str(live).lower(),
     )
+
+
+def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_path, capsys):
+    fit_cartpole_pair_with_progress(tmp_path, iterations=4, evaluate_every=2, live=True)
     out = capsys.readouterr().out.replace("\r", "\n")
     final = [line for line in out.splitlines() if "4/4 it" in line][-1]
     for shown in ("env 2048", "it/s", "beta_k 0.729", "eval "):
@@ -315,21 +319,7 @@ def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_pa
 def test_printed_progress_shows_each_iterations_own_metrics(tmp_path, capsys):
     """Without a terminal, progress is printed lines: the one for 2 iterations done, after the
     evaluation, shows the 2nd iteration's beta_k (0.9), not the first's (1)."""
-    run_cli(
-        "fit",
-        "--config",
-        CARTPOLE_PAIR,
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.check_val_every_n_epoch",
-        "2",
-        *csv_logger(tmp_path, "repaint_cartpole"),
-        "--trainer.enable_model_summary",
-        "false",
-        "--trainer.callbacks+=lightning_distill.callbacks.RLProgress",
-        "--trainer.callbacks.live",
-        "false",
-    )
+    fit_cartpole_pair_with_progress(tmp_path, iterations=2, evaluate_every=2, live=False)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("2/2 it")]
     assert lines and all("beta_k 0.9 " in line for line in lines), lines
     assert "eval " in lines[-1]
