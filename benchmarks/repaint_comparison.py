@@ -64,10 +64,13 @@ def config_path(pair: str, teacher: str) -> Path:
 
 
 def runs(args) -> list[tuple[str, str, int]]:
-    """(run name, config teacher, seed) of every run: the baseline once, each transfer method per teacher."""
-    out = [(f"baseline_s{s}", args.teachers[0], s) for s in args.seeds] if "baseline" in args.methods else []
-    for teacher in args.teachers:
-        out += [(f"{m}_{teacher}_s{s}", teacher, s) for m in args.methods if m != "baseline" for s in args.seeds]
+    """(run name, config teacher, seed) of every run: the baseline once, each transfer method per
+    teacher; seed by seed, so that a run stopped early leaves whole seeds to compare."""
+    out = []
+    for s in args.seeds:
+        out += [(f"baseline_s{s}", args.teachers[0], s)] if "baseline" in args.methods else []
+        for teacher in args.teachers:
+            out += [(f"{m}_{teacher}_s{s}", teacher, s) for m in args.methods if m != "baseline"]
     return out
 
 

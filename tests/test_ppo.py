@@ -271,7 +271,7 @@ def test_every_repaint_config_parses_with_a_bundled_teacher_and_the_repaint_meth
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["init_args"]["method"] == "repaint"
     teacher = printed["data"]["init_args"]["teacher"]
-    assert teacher.startswith("bundled:ppo/") and load_teacher(teacher, printed["data"]["init_args"]["task"]["id"])
+    assert teacher.startswith("bundled:ppo/") and load_teacher(teacher, printed["data"]["init_args"]["task"])
 
 
 def test_anneal_lr_decays_the_learning_rate_linearly_to_zero_over_max_epochs(tmp_path):
