@@ -5,7 +5,11 @@ over the baseline's ("pct. reduced" = 1 - that), the probability of improvement,
 
     python benchmarks/repaint_comparison.py run --jobs 2          # Reacher, three teachers, 5 seeds
     python benchmarks/repaint_comparison.py report                # -> benchmarks/results/
+    python benchmarks/repaint_comparison.py run --pair ant --teachers similar --jobs 2
     python benchmarks/repaint_comparison.py run --pair cartpole --teachers cartpole --target 300
+
+The target and the iterations default to the first teacher's config (``target_score``,
+``trainer.max_epochs``): Reacher -7.4 in 200, Ant 700 in 250.
 
 Each teacher ``T`` is the config ``configs/repaint/<pair>_<T>.yaml`` (or ``<pair>.yaml`` when
 ``T`` equals ``pair``); the baseline ignores the teacher, so it runs once per seed. ``run``
@@ -28,6 +32,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -132,6 +138,7 @@ def run(args) -> None:
         for future in [pool.submit(run_one, args, *r) for r in runs(args)]:
             future.result()
     keep_finished(args)
+    print(f"next: python {sys.argv[0]} report --pair {args.pair} --teachers {' '.join(args.teachers)}", flush=True)
 
 
 def kept(args, name: str) -> Path:
@@ -140,12 +147,23 @@ def kept(args, name: str) -> Path:
 
 
 def keep_finished(args) -> None:
+    """Copy each finished run into ``--results``; a kept run that is longer than the new one (a
+    quick test of the script, say) is left as it is, with a line saying so."""
+    count = 0
     for name, _, _ in runs(args):
         source = metrics_path(args.out, name)
-        if source.exists() and len(read_returns(source)) >= args.iterations:
-            kept(args, name).mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, kept(args, name) / "metrics.csv")
-            shutil.copy(source.parent / "config.yaml", kept(args, name) / "config.yaml")
+        if not source.exists() or len(read_returns(source)) < args.iterations:
+            continue
+        target = kept(args, name)
+        if (target / "metrics.csv").exists() and len(read_returns(target / "metrics.csv")) > len(read_returns(source)):
+            print(f"{name}: not kept: {target} holds a longer run (use --results for a scratch folder)", flush=True)
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target / "metrics.csv")
+        shutil.copy(source.parent / "config.yaml", target / "config.yaml")
+        count += 1
+    if count:
+        print(f"kept {count} finished runs in {kept(args, '')}", flush=True)
 
 
 def report(args) -> None:
@@ -180,13 +198,16 @@ def main() -> None:
     parser.add_argument("--teachers", nargs="+", default=["similar", "different", "subtask"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all four")
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--target", type=float, default=-7.4, help="the target score (the paper's for Reacher)")
+    parser.add_argument("--iterations", type=int, default=None, help="default: the config's trainer.max_epochs")
+    parser.add_argument("--target", type=float, default=None, help="default: the config's model target_score")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/repaint_<pair>")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", default=None, help="file name of the table and plot (default: repaint_<pair>)")
     args = parser.parse_args()
+    config = yaml.safe_load(config_path(args.pair, args.teachers[0]).read_text())
+    args.iterations = args.iterations or int(config["trainer"]["max_epochs"])
+    args.target = float(config["model"]["init_args"]["target_score"]) if args.target is None else args.target
     args.out = args.out or ROOT / "runs" / f"repaint_{args.pair}"
     args.name = args.name or f"repaint_{args.pair}"
     run(args) if args.action == "run" else report(args)

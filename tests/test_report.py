@@ -236,3 +236,15 @@ def test_runs_from_before_an_option_existed_group_with_runs_that_have_its_defaul
     markdown = report([str(tmp_path / "runs")], tmp_path / "out" / "r", baseline="dist")
     assert "6 runs in 2 groups (seeds: dist 3, proposed 3)" in markdown
     assert "`model.init_args.lr`" not in markdown
+
+
+def test_runs_that_differ_only_in_the_target_their_summary_printed_group_together(tmp_path):
+    """REPAINT's ``target_score`` names the K a run prints; report measures its own thresholds."""
+    fast_and_slow(tmp_path / "runs")
+    for seed in range(3):
+        config_file = tmp_path / "runs" / f"proposed_s{seed}" / "version_0" / "config.yaml"
+        config = yaml.safe_load(config_file.read_text())
+        config["model"]["init_args"]["target_score"] = 200.0 if seed < 2 else 700.0
+        config_file.write_text(yaml.safe_dump(config))
+    markdown = report([str(tmp_path / "runs")], tmp_path / "out" / "r", baseline="dist")
+    assert "6 runs in 2 groups (seeds: dist 3, proposed 3)" in markdown

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -314,6 +315,7 @@ def test_progress_shows_iterations_env_steps_beta_and_the_last_evaluation(tmp_pa
     final = [line for line in out.splitlines() if "4/4 it" in line][-1]
     for shown in ("env 2048", "it/s", "beta_k 0.729", "eval "):
         assert shown in final, final
+    assert re.search(r"kept \d+(\.\d)?%", final), final  # the share of teacher samples, as the summary shows it
 
 
 def test_printed_progress_shows_each_iterations_own_metrics(tmp_path, capsys):

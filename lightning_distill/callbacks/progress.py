@@ -20,13 +20,13 @@ from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.upstream import datamodule_of
 
-#: The metrics shown after the counters, first found wins within each group: (label, keys).
+#: The metrics shown after the counters, first found wins within each group: (label, keys, format).
 SHOWN = (
-    ("eps", ("train/epsilon",)),
-    ("beta_k", ("transfer/beta_k",)),
-    ("kept", ("transfer/kept_fraction",)),
-    ("return", ("train/return", "train/return_100")),
-    ("eval", ("eval/geomean_pct_teacher", "eval/return")),
+    ("eps", ("train/epsilon",), ".3g"),
+    ("beta_k", ("transfer/beta_k",), ".3g"),
+    ("kept", ("transfer/kept_fraction",), ".1%"),  # as the run's summary shows it
+    ("return", ("train/return", "train/return_100"), ".3g"),
+    ("eval", ("eval/geomean_pct_teacher", "eval/return"), ".3g"),
 )
 
 
@@ -103,10 +103,10 @@ class RLProgress(ProgressBar):
         """``eps 0.42``, ``beta_k 0.9``, ``eval 87.3``...: the last logged values of ``SHOWN``."""
         metrics = trainer.callback_metrics
         parts = []
-        for label, keys in SHOWN:
+        for label, keys, spec in SHOWN:
             value = next((metrics[k] for k in keys if k in metrics), None)
             if value is not None:
-                parts.append(f"{label} {float(value):.3g}")
+                parts.append(f"{label} {float(value):{spec}}")
         return parts
 
     def line(self, trainer: pl.Trainer) -> str:

@@ -367,7 +367,11 @@ class PPO(RLModule):
         )
         rank_zero_info(
             self.record.summary(
-                self.tasks[0].id, self.method, teacher, self.hparams.target_score, None if best is None else float(best)
+                self.tasks[0].label,
+                self.method,
+                teacher,
+                self.hparams.target_score,
+                None if best is None else float(best),
             )
         )
 

@@ -20,8 +20,16 @@ import yaml
 
 from lightning_distill.errors import ConfigError
 
-#: Config keys that say where or with which seed a run ran, not what it ran.
-IGNORED_PREFIXES = ("seed_everything", "data.init_args.seed", "trainer.logger", "ckpt_path", "trainer.default_root_dir")
+#: Config keys that say where or with which seed a run ran, or what its own summary measured
+#: (REPAINT's ``target_score``: ``report`` measures K at its own thresholds), not what it ran.
+IGNORED_PREFIXES = (
+    "seed_everything",
+    "data.init_args.seed",
+    "trainer.logger",
+    "ckpt_path",
+    "trainer.default_root_dir",
+    "model.init_args.target_score",
+)
 #: The series name of the geometric mean over tasks (distillation runs).
 GEOMEAN = "geomean"
 
