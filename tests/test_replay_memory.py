@@ -178,3 +178,15 @@ def test_the_dqn_replay_stores_an_atari_transition_in_one_frame_and_returns_both
     restored.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
     mine, theirs = memory.sample(), restored.sample()
     assert all(torch.equal(mine[k], theirs[k]) for k in ("index", "obs", "next_obs", "action", "reward", "terminated"))
+
+
+def test_a_replay_saved_whole_by_an_older_release_is_refused_with_one_line():
+    import pytest
+
+    from lightning_distill.errors import ConfigError
+
+    task = Task("MinAtar/Breakout")
+    memory = TaskMemory(UniformReplay(50).make_buffer(task, None, 8), task, batch_size=8, num_envs=1)
+    for older in ({"buffer": {}}, {"_storage": {}, "_sampler": {}, "_writer": {}}):  # distillation's, DQN's
+        with pytest.raises(ConfigError, match=r"written by lightning_distill < 0.7 .* checkpoint_replay false"):
+            memory.load_state_dict(older)
