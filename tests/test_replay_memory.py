@@ -188,5 +188,5 @@ def test_a_replay_saved_whole_by_an_older_release_is_refused_with_one_line():
     task = Task("MinAtar/Breakout")
     memory = TaskMemory(UniformReplay(50).make_buffer(task, None, 8), task, batch_size=8, num_envs=1)
     for older in ({"buffer": {}}, {"_storage": {}, "_sampler": {}, "_writer": {}}):  # distillation's, DQN's
-        with pytest.raises(ConfigError, match=r"written by lightning_distill < 0.7 .* checkpoint_replay false"):
+        with pytest.raises(ConfigError, match=r"written by lightning_distill < 0\.7 .*checkpoint_replay false"):
             memory.load_state_dict(older)
