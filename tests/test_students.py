@@ -97,3 +97,15 @@ def test_pad_obs_zero_pads_channels_at_the_end():
     padded = pad_obs(obs, (10, 10, 10))
     assert padded.shape == (2, 10, 10, 10)
     assert padded[:, :4].eq(1).all() and padded[:, 4:].eq(0).all()
+
+
+@pytest.mark.parametrize("architecture", ["proposed", "dist", "amn"])
+def test_acting_in_all_tasks_at_once_gives_each_task_what_its_own_call_gives(architecture):
+    torch.manual_seed(0)
+    for tasks in (MINATAR, ATARI):
+        student = make_student(architecture, tasks, head_hidden=[32, 16] if architecture == "proposed" else [16])
+        obs = [obs_batch(task, n) for task, n in zip(tasks, (3, 5), strict=True)]  # batches may differ in size
+        together = student.forward_tasks(obs)
+        for i, (task, q) in enumerate(zip(tasks, together, strict=True)):
+            assert q.shape == (len(obs[i]), task.num_actions)
+            torch.testing.assert_close(q, student(obs[i], i), rtol=1e-5, atol=1e-6)

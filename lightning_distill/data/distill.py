@@ -16,6 +16,7 @@ import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
+from lightning_distill.contracts import multi_task_actor
 from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
@@ -138,23 +139,26 @@ class DistillDataModule(RLDataModule):
     @torch.inference_mode()
     def collect(self, steps: int) -> None:
         """Step every task's envs ``steps`` times with the student, storing each experience
-        with the teacher's targets (Q-values, or a policy's logits) and ``V``."""
-        module = self.acting_module
-        device = module.device
+        with the teacher's targets (Q-values, or a policy's logits) and ``V``.
+
+        Each step is one student call over all tasks' observations (the layers tasks share run
+        once over all rows), the teachers' calls, and one copy to the host of everything the
+        envs and the memories need."""
+        actor = multi_task_actor(self.acting_module)
+        device = actor.device
         teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
         if next(teachers[0].parameters()).device != device:
             teachers = self.teachers = [teacher.to(device) for teacher in teachers]
         for _ in range(steps):
-            for i, (task, env, teacher, memory) in enumerate(
-                zip(self._tasks, envs, teachers, self.memories, strict=True)
-            ):
-                obs = self._obs[i]
-                obs_t = torch.as_tensor(obs, device=device)
-                greedy = module.policy(i)(obs_t).cpu().numpy()
-                actions = epsilon_greedy(greedy, self.epsilon, task.num_actions, self._rng)
-                targets, value = teacher.targets_and_value(obs_t)
-                memory.add(obs, targets, value, self._new_episode[i])
-                step = env.step(actions)
+            obs = [torch.as_tensor(o, device=device) for o in self._obs]
+            greedy = actor.greedy_actions(obs)
+            labels = [teacher.targets_and_value(o) for teacher, o in zip(teachers, obs, strict=True)]
+            greedy_host, *labels_host = to_host([greedy, *(t for pair in labels for t in pair)])
+            actions = greedy_host.numpy().reshape(len(self._tasks), self.num_envs)
+            for i, (task, env, memory) in enumerate(zip(self._tasks, envs, self.memories, strict=True)):
+                explored = epsilon_greedy(actions[i], self.epsilon, task.num_actions, self._rng)
+                memory.add(self._obs[i], labels_host[2 * i], labels_host[2 * i + 1], self._new_episode[i])
+                step = env.step(explored)
                 self._obs[i] = step.obs
                 self._new_episode[i] = step.terminated | step.truncated
                 finished = env.episodes.pop_finished()
@@ -211,3 +215,13 @@ class DistillDataModule(RLDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(Stream(self.stream), batch_size=None, num_workers=0, collate_fn=_as_is)
+
+
+def to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors on the CPU, in one device-to-host copy from an accelerator (as they are on a
+    CPU): every task's actions and teacher outputs of a step, flattened, copied, split again."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return tensors
+    flat = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors]).cpu()
+    parts = flat.split([t.numel() for t in tensors])
+    return [p.reshape(t.shape).to(t.dtype) for p, t in zip(parts, tensors, strict=True)]
