@@ -92,6 +92,27 @@ class TransferLearner(Protocol):
     def method(self) -> str: ...
 
 
+@runtime_checkable
+class MultiTaskActor(Protocol):
+    """What the distillation data module acts with: every task's greedy actions from one call
+    (``obs[i]``: task ``i``'s observations; the actions concatenated in task order)."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def greedy_actions(self, obs: Sequence[torch.Tensor]) -> torch.Tensor: ...
+
+
+def multi_task_actor(module: Any) -> MultiTaskActor:
+    """``module`` as a ``MultiTaskActor``, or one line saying it is not one."""
+    if not isinstance(module, MultiTaskActor):
+        raise ConfigError(
+            f"the distillation data module acts with a multi-task student (lightning_distill.modules.Distillation), "
+            f"got {type(module).__name__}"
+        )
+    return module
+
+
 Source = TypeVar("Source")
 
 

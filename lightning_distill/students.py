@@ -81,6 +81,16 @@ class Student(nn.Module):
     def action_map(self, task_index: int) -> torch.Tensor:
         return getattr(self, f"action_map_{task_index}")
 
+    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``forward`` for every task at once (``obs[i]``: task ``i``'s batch): what acting in
+        all tasks each step calls. Layers that tasks share run once over all their rows."""
+        return [self(o, i) for i, o in enumerate(obs)]
+
+    def _split_heads(self, union: torch.Tensor, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The union outputs of all tasks' rows, split by task, each to its own actions."""
+        chunks = union.split([len(o) for o in obs])
+        return [chunk[:, self.action_map(i)] for i, chunk in enumerate(chunks)]
+
     def per_task_extractors(self) -> list[nn.Module] | None:
         """The task-specific extractors a teacher's features can initialise, if any."""
         return None
@@ -115,6 +125,10 @@ class ProposedStudent(Student):
         features = self.projections[task_index](self.extractors[task_index](obs))
         return self.shared(features)[:, self.action_map(task_index)]
 
+    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        features = [self.projections[i](self.extractors[i](o)) for i, o in enumerate(obs)]
+        return self._split_heads(self.shared(torch.cat(features)), obs)
+
     def per_task_extractors(self) -> list[nn.Module]:
         return list(self.extractors)
 
@@ -131,6 +145,10 @@ class DistStudent(Student):
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         return self.heads[task_index](self.extractor(pad_obs(obs, self.input_shape)))
 
+    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        features = self.extractor(torch.cat([pad_obs(o, self.input_shape) for o in obs]))
+        return [self.heads[i](f) for i, f in enumerate(features.split([len(o) for o in obs]))]
+
 
 class AMNStudent(Student):
     """Everything shared: extractor over zero-padded inputs -> FC hidden -> masked union head."""
@@ -144,6 +162,10 @@ class AMNStudent(Student):
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         q_union = self.shared(self.extractor(pad_obs(obs, self.input_shape)))
         return q_union[:, self.action_map(task_index)]
+
+    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        union = self.shared(self.extractor(torch.cat([pad_obs(o, self.input_shape) for o in obs])))
+        return self._split_heads(union, obs)
 
 
 def make_student(

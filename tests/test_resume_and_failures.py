@@ -5,6 +5,7 @@ checkpoints, impossible settings fail before training, and progress shows what m
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import re
@@ -97,7 +98,7 @@ def replay_snapshot(memories) -> list[dict]:
     """What each task's memory holds, through its own API: stored tensors, sampler state, sizes."""
     return [
         {
-            "columns": {key: column.clone() for key, column in memory.columns().items()},
+            "columns": {key: column[memory.stored_slots()].clone() for key, column in memory.columns().items()},
             "sampler": copy.deepcopy(memory.buffer.sampler.state_dict()),
             "sizes": memory.partition_sizes.tolist(),
         }
@@ -155,11 +156,16 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
         tmp_path / "hpr" / "version_0" / "replay_snapshots" / f"step={step}.pt", weights_only=False
     )
     for mine, theirs in zip(seen["memories"], before_kill, strict=True):
-        for key in ("obs", "q_teacher", "value"):  # unwritten slots hold whatever memory held, NaNs included
-            torch.testing.assert_close(mine["columns"][key], theirs["columns"][key], rtol=0, atol=0, equal_nan=True)
+        for key in ("obs", "q_teacher", "value"):  # every stored experience, bit for bit
+            torch.testing.assert_close(mine["columns"][key], theirs["columns"][key], rtol=0, atol=0)
         # all the sampler's state but its random stream, which a resume re-seeds per rank
         assert [key for key in theirs["sampler"] if not same(mine["sampler"][key], theirs["sampler"][key])] == ["rng"]
         assert mine["sizes"] == theirs["sizes"] and sum(theirs["sizes"]) > 0
+    # the checkpoint holds the stored experiences, not the memories' capacity (5 x 2,000 slots a game)
+    held = sum(column.nbytes for memory in before_kill for column in memory["columns"].values())
+    buffer = io.BytesIO()
+    torch.save(saved["DistillDataModule"]["memories"], buffer)
+    assert held > 0 and buffer.getbuffer().nbytes <= 1.1 * held, (buffer.getbuffer().nbytes, held)
 
 
 def kill_a_writer_mid_write(path: Path) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +12,7 @@ from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
-from lightning_distill.replay import make_uniform_replay
+from lightning_distill.replay.memory import TransitionMemory
 from lightning_distill.tasks import Task
 
 
@@ -33,7 +32,7 @@ class DQNDataModule(RLDataModule):
         learning_starts: transitions to collect before the first update.
         train_freq: env steps per env between two updates.
         checkpoint_replay: store the replay memory in each checkpoint (a resumed run then
-            samples from the same transitions).
+            samples from the same transitions): the transitions held, not the capacity.
     """
 
     def __init__(
@@ -59,8 +58,9 @@ class DQNDataModule(RLDataModule):
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
         self.env: VecEnv | None = None
-        self.replay: Any = None  # a TorchRL ReplayBuffer, made in setup
+        self.replay: TransitionMemory | None = None  # made in setup
         self._obs: np.ndarray | None = None
+        self._new_episode = np.ones(num_envs, dtype=bool)
 
     @property
     def tasks(self) -> list[Task]:
@@ -70,7 +70,7 @@ class DQNDataModule(RLDataModule):
         if stage == "fit" and self.env is None:
             self._rng = np.random.default_rng(self.rank_seed)
             self.env = make_vec_env(self.task, self.num_envs, seed=self.rank_seed)
-            self.replay = make_uniform_replay(self.buffer_size, self.batch_size)
+            self.replay = TransitionMemory(self.task, self.buffer_size, self.batch_size, self.num_envs, self.rank_seed)
             self._obs = self.env.reset()
 
     def teardown(self, stage: str) -> None:
@@ -80,30 +80,17 @@ class DQNDataModule(RLDataModule):
 
     def collect(self, steps: int) -> None:
         """Step every env ``steps`` times with the current module, epsilon-greedy, and store."""
-        from tensordict import TensorDict
-
         module = self.acting_module
         policy = module.policy(0)
         env, replay = ready(self.env, "the envs"), ready(self.replay, "the replay")
         for _ in range(steps):
-            obs = torch.as_tensor(self._obs)
+            obs = ready(self._obs, "the observations")
             with torch.inference_mode():
-                greedy = policy(obs.to(module.device)).cpu().numpy()
+                greedy = policy(torch.as_tensor(obs).to(module.device)).cpu().numpy()
             actions = epsilon_greedy(greedy, self.epsilon, self.task.num_actions, self._rng)
             step = env.step(actions)
-            replay.extend(
-                TensorDict(
-                    {
-                        "obs": obs,
-                        "action": torch.as_tensor(actions),
-                        "reward": torch.as_tensor(step.reward),
-                        "next_obs": torch.as_tensor(step.next_obs),
-                        "terminated": torch.as_tensor(step.terminated),
-                    },
-                    batch_size=[self.num_envs],
-                )
-            )
-            self._obs = step.obs
+            replay.add_transitions(obs, actions, step.reward, step.next_obs, step.terminated, self._new_episode)
+            self._obs, self._new_episode = step.obs, step.terminated | step.truncated
             self.env_steps += self.num_envs
             finished = env.episodes.pop_finished()
             if finished:

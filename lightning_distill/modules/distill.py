@@ -108,6 +108,10 @@ class Distillation(RLModule):
     def policy(self, task_index: int = 0) -> Policy:
         return lambda obs: self.student(obs, task_index).argmax(dim=-1)
 
+    def greedy_actions(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Every task's greedy actions, in task order, from one student call over all tasks."""
+        return torch.cat([q.argmax(dim=-1) for q in self.student.forward_tasks(obs)])
+
     def setup(self, stage: str) -> None:
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
         if stage != "fit":

@@ -2,13 +2,14 @@
 extension does not load with torch 2.13, so nothing here may need it) and, for the exact rank
 order of PR and H-PR, an index compiled by numba (``ranks``).
 
-- ``make_uniform_replay``: the DQN teachers' FIFO memory of whole transitions.
 - ``Replay``: what a distillation config selects as ``data.replay``: ``UniformReplay``,
   ``PrioritizedReplay`` (PR) or ``HierarchicalReplay`` (H-PR). Each builds one TorchRL buffer
   per task from ``writer.PartitionWriter`` and ``sampler.HierarchicalSampler``.
 - ``ranks``: each partition's experiences in exact rank order (an order-statistic index).
 - ``frames``: Atari frame stacks stored once per frame (not four times per stack).
-- ``memory.TaskMemory``: one task's buffer plus its observation storage, as the data module sees it.
+- ``memory.TaskMemory``: one task's buffer plus its observation storage, as the data module sees
+  it; ``memory.TransitionMemory``: the DQN teachers' FIFO of transitions, on the same parts.
+  Both checkpoint what they hold, not their capacity.
 """
 
 from __future__ import annotations
@@ -23,19 +24,6 @@ from lightning_distill.errors import ConfigError
 if TYPE_CHECKING:
     from lightning_distill.tasks import Task
     from lightning_distill.teachers import PolicyTeacher, Teacher
-
-
-def make_uniform_replay(capacity: int, batch_size: int):
-    """A FIFO memory of ``capacity`` transitions (TensorDicts), sampled uniformly with replacement.
-
-    Storage grows lazily to ``capacity`` on the first write of each key, so memory follows
-    what is stored: ~1.3 KB a transition for MinAtar, ~56 KB for Atari 4x84x84 obs + next obs.
-    """
-    if capacity < 1 or batch_size < 1:
-        raise ConfigError(f"replay capacity and batch size must be >= 1, got {capacity} and {batch_size}")
-    from torchrl.data import LazyTensorStorage, RandomSampler, TensorDictReplayBuffer
-
-    return TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler(), batch_size=batch_size)
 
 
 class Replay(ABC):
@@ -80,11 +68,17 @@ class UniformReplay(Replay):
         self.capacity = capacity
 
     def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
-        from lightning_distill.replay.sampler import HierarchicalSampler
-        from lightning_distill.replay.writer import PartitionWriter
+        return uniform_buffer(self.capacity, batch_size, seed)
 
-        sampler = HierarchicalSampler(1, self.capacity, window=1, uniform=True, seed=seed)
-        return partitioned_buffer(PartitionWriter(1, self.capacity), sampler, batch_size)
+
+def uniform_buffer(capacity: int, batch_size: int, seed: int = 0):
+    """One FIFO of ``capacity`` slots, sampled uniformly with replacement (H-PR's parts, with one
+    partition and no priorities)."""
+    from lightning_distill.replay.sampler import HierarchicalSampler
+    from lightning_distill.replay.writer import PartitionWriter
+
+    sampler = HierarchicalSampler(1, capacity, window=1, uniform=True, seed=seed)
+    return partitioned_buffer(PartitionWriter(1, capacity), sampler, batch_size)
 
 
 class PrioritizedReplay(Replay):

@@ -64,6 +64,29 @@ class FramePool:
         self.free[self.num_free : self.num_free + len(dead)] = dead
         self.num_free += len(dead)
 
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The frames in use with their ids and counts, and the free stack: bytes in proportion
+        to the frames held, not to the pool's capacity (which doubles as it grows)."""
+        used = np.flatnonzero(self.refs > 0)
+        return {
+            "capacity": self.capacity,
+            "ids": torch.from_numpy(used),
+            "frames": self.frames[torch.from_numpy(used)].clone(),
+            "refs": torch.from_numpy(self.refs[used].copy()),
+            "free": torch.from_numpy(self.free[: self.num_free].copy()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """The same ids hold the same frames, and frees and adds go on in the same order."""
+        capacity, ids = int(state["capacity"]), state["ids"]
+        self.frames = torch.zeros((capacity, *self.frame_shape), dtype=torch.uint8)
+        self.frames[ids] = state["frames"]
+        self.refs = np.zeros(capacity, dtype=np.int32)
+        self.refs[ids.numpy()] = state["refs"].numpy()
+        self.num_free = len(state["free"])
+        self.free = np.empty(capacity, dtype=np.int64)
+        self.free[: self.num_free] = state["free"].numpy()
+
     def gather(self, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Frames by id; ``ids`` of shape [batch, stack] give stacks [batch, stack, *frame_shape]."""
         ids = torch.as_tensor(ids)
@@ -81,6 +104,26 @@ class FrameStacks:
     def __init__(self, num_envs: int, stack: int, frame_shape: tuple[int, ...]) -> None:
         self.pool = FramePool(frame_shape)
         self.held = np.full((num_envs, stack), -1, dtype=np.int64)  # -1: no stack yet
+
+    def state_dict(self) -> dict:
+        return {"pool": self.pool.state_dict(), "held": torch.from_numpy(self.held.copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool.load_state_dict(state["pool"])
+        self.held = state["held"].numpy().copy()
+
+    def hold(self, obs: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        """Frame ids [num_envs, stack] of ``obs``, whose stacks are already held except where
+        ``fresh`` (a new episode): those are written whole. (``encode`` shifts instead.)"""
+        fresh = fresh | (self.held[:, 0] < 0)
+        if fresh.any():
+            ids = self.pool.add(obs[fresh].reshape(-1, *self.pool.frame_shape)).reshape(int(fresh.sum()), -1)
+            self.pool.incref(ids)
+            old = self.held[fresh]
+            if (old >= 0).any():
+                self.pool.decref(old[old[:, 0] >= 0])
+            self.held[fresh] = ids
+        return self.held.copy()
 
     def encode(self, obs: np.ndarray, new_episode: np.ndarray) -> np.ndarray:
         """Frame ids [num_envs, stack] of ``obs`` [num_envs, stack, *frame_shape]."""

@@ -8,9 +8,13 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from lightning_distill.errors import ConfigError
 from lightning_distill.replay.frames import FrameStacks
 from lightning_distill.tasks import Task
 from lightning_distill.upstream import storage_tensors
+
+#: the sampler's arrays with one entry per slot (the rest of its state is per partition or scalar)
+SAMPLER_PER_SLOT = ("priority", "generation")
 
 
 class TaskMemory:
@@ -20,10 +24,13 @@ class TaskMemory:
     ``buffer`` comes from a ``Replay`` kind's ``make_buffer`` (a ``PartitionWriter`` and a
     ``HierarchicalSampler`` over a TorchRL storage).
 
-    The frame ids of each buffer slot are kept here (``slot_frames``): when the buffer's
-    writer reuses a slot, the ids it held lose a reference, whatever order the writer
-    evicts in.
+    The frame ids of each buffer slot are kept here (``slot_frames``, one array per stacked
+    key): when the buffer's writer reuses a slot, the ids it held lose a reference, whatever
+    order the writer evicts in.
     """
+
+    #: the entries that are frame stacks, stored as frame ids for Atari
+    stacked_keys: tuple[str, ...] = ("obs",)
 
     def __init__(self, buffer, task: Task, batch_size: int, num_envs: int) -> None:
         self.task = task
@@ -33,10 +40,11 @@ class TaskMemory:
         self.prioritized = not buffer.sampler.uniform
         self._columns: tuple[object, dict] | None = None  # the storage's tensors, by key
         self.frames: FrameStacks | None = None
+        self.slot_frames: dict[str, np.ndarray] = {}
         if task.backend == "atari":
             stack, *frame_shape = task.obs_shape
             self.frames = FrameStacks(num_envs, stack, tuple(frame_shape))
-            self.slot_frames = np.full((self.slots, stack), -1, dtype=np.int64)
+            self.slot_frames = {key: np.full((self.slots, stack), -1, dtype=np.int64) for key in self.stacked_keys}
 
     @property
     def partition_sizes(self) -> np.ndarray:
@@ -49,39 +57,48 @@ class TaskMemory:
 
     def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:
         """Store one experience per env: its observation and the teacher's outputs for it.
-        Returns the buffer slots written.
-
-        After the first write (which lets TorchRL lay out the storage), rows are copied into
-        the storage's tensors directly: the writer picks the slots, the sampler ranks them.
-        ``ReplayBuffer.extend`` would wrap the same work in a TensorDict, a lock and its
-        transforms, at ~0.5 ms a call, four calls per agent step with four tasks."""
+        Returns the buffer slots written."""
         data = {"q_teacher": q_teacher.cpu(), "value": value.cpu()}
         if self.frames is None:
-            data["obs"] = torch.as_tensor(obs)
-        if self.buffer.storage.initialized and len(obs) <= self.buffer.writer.capacity:
-            slots = self._write(data)
-        else:  # TorchRL lays out the storage's tensors (the first write), or a batch past a partition
+            return self.store(data | {"obs": torch.as_tensor(obs)}, data["value"].numpy().reshape(-1))
+        return self.store(data, data["value"].numpy().reshape(-1), {"obs": self.frames.encode(obs, new_episode)})
+
+    def store(self, data: dict[str, torch.Tensor], values: np.ndarray, frame_ids: dict | None = None) -> np.ndarray:
+        """Write a batch: ``values`` (``V(s)``) place each row in its partition's FIFO; rows
+        of ``frame_ids`` reference the pool's frames. Returns the buffer slots written.
+
+        The first write lets TorchRL lay out the storage; later rows are copied into its
+        tensors directly: the writer picks the slots, the sampler ranks them.
+        ``ReplayBuffer.extend`` would wrap the same work in a TensorDict, a lock and its
+        transforms, at ~0.5 ms a call, four calls per agent step with four tasks."""
+        writer = self.buffer.writer
+        slots = writer.place(values)
+        keep = writer.last_writes(slots) if len(slots) > writer.capacity else None
+        if keep is not None:  # a batch past a partition's capacity: each slot's last row
+            slots = slots[keep]
+            data = {key: tensor[torch.from_numpy(keep)] for key, tensor in data.items()}
+            frame_ids = {key: ids[keep] for key, ids in (frame_ids or {}).items()}
+        index = torch.from_numpy(slots)
+        if not self.buffer.storage.initialized:
             # device="cpu", the storage's: TorchRL then skips a per-call device move (~50 us)
-            slots = self.buffer.extend(TensorDict(data, batch_size=[len(obs)], device="cpu")).numpy()
-        if self.frames is None:
-            return slots
-        ids = self.frames.encode(obs, new_episode)
-        evicted = self.slot_frames[slots]
-        self.slot_frames[slots] = ids
+            self.buffer.storage.set(index, TensorDict(data, batch_size=[len(slots)], device="cpu"), set_cursor=False)
+        else:
+            for key, column in self.columns().items():
+                column.index_copy_(0, index, data[key].reshape(len(slots), *column.shape[1:]).to(column.dtype))
+        writer.mark_written(index)
+        self.buffer.sampler.extend(index)
+        for key, ids in (frame_ids or {}).items():
+            self._reference(key, slots, ids)
+        return slots
+
+    def _reference(self, key: str, slots: np.ndarray, ids: np.ndarray) -> None:
+        """Slots now hold ``ids``: one reference more for them, one less for what they held."""
+        assert self.frames is not None
+        evicted = self.slot_frames[key][slots]
+        self.slot_frames[key][slots] = ids
         self.frames.pool.incref(ids)
         if (evicted >= 0).any():
             self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
-        return slots
-
-    def _write(self, data: dict[str, torch.Tensor]) -> np.ndarray:
-        writer = self.buffer.writer
-        slots = writer.place(data["value"].numpy().reshape(-1))
-        index = torch.from_numpy(slots)
-        for key, column in self.columns().items():
-            column.index_copy_(0, index, data[key].reshape(len(slots), *column.shape[1:]).to(column.dtype))
-        writer.mark_written(index)
-        self.buffer.sampler.extend(index)
-        return slots
 
     def sample(self) -> TensorDict:
         """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` and ``weight`` (the
@@ -102,7 +119,8 @@ class TaskMemory:
         batch["index"] = torch.from_numpy(slot.numpy() + self.slots * info["index_generation"].astype(np.int64))
         batch["weight"] = torch.from_numpy(info["_weight"])
         if self.frames is not None:
-            batch["obs"] = self.frames.pool.gather(self.slot_frames[slot.numpy()])
+            for key, ids in self.slot_frames.items():
+                batch[key] = self.frames.pool.gather(ids[slot.numpy()])
         return TensorDict(batch, batch_size=[len(slot)])
 
     def columns(self) -> dict:
@@ -116,34 +134,109 @@ class TaskMemory:
         """The buffer slot of each ``index`` from ``sample``."""
         return index % self.slots
 
+    def stored_slots(self) -> np.ndarray:
+        """The slots that hold an experience: each partition fills its block from the start."""
+        sizes, capacity = self.buffer.writer.sizes, self.buffer.writer.capacity
+        return np.concatenate([j * capacity + np.arange(n) for j, n in enumerate(sizes)]).astype(np.int64)
+
     def state_dict(self) -> dict:
-        """Everything stored, the H-PR state (partitions, ranks, priorities) and the frame pool:
-        what a resumed run needs to sample as this memory would have."""
-        state = {"buffer": self.buffer.state_dict()}
+        """What a resumed run needs to sample as this memory would have, in bytes proportional to
+        what it holds (not to its capacity): the stored slots' rows, the writer's cursors, the
+        sampler's per-slot priorities and write counts at those slots, and the frames in use."""
+        slots = self.stored_slots()
+        index = torch.from_numpy(slots)
+        sampler = self.buffer.sampler.state_dict()
+        for name in SAMPLER_PER_SLOT:
+            sampler[name] = sampler[name][index].clone()
+        # the partitions of the last insertions: p < 128 fits a byte (8x less than the ring's int64)
+        sampler["recent"] = sampler["recent"].to(torch.int8 if self.buffer.writer.partitions < 128 else torch.int64)
+        state = {  # the slots are the writer's sizes' (stored_slots): not saved
+            "columns": {key: column[index].clone() for key, column in self.columns().items()}
+            if self.buffer.storage.initialized
+            else {},
+            "writer": self.buffer.writer.state_dict(),
+            "sampler": sampler,
+        }
         if self.frames is not None:
-            pool = self.frames.pool
-            state["frames"] = {
-                "frames": pool.frames,
-                "refs": torch.from_numpy(pool.refs),
-                "free": torch.from_numpy(pool.free),
-                "num_free": pool.num_free,
-                "held": torch.from_numpy(self.frames.held),
-                "slot_frames": torch.from_numpy(self.slot_frames),
-            }
+            state["frames"] = self.frames.state_dict()
+            state["slot_frames"] = {key: torch.from_numpy(ids[slots].copy()) for key, ids in self.slot_frames.items()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        if "writer" not in state:
+            raise ConfigError(
+                "this checkpoint's replay was written by lightning_distill < 0.7 (the whole storage); "
+                "resume it with that version, or set data.init_args.checkpoint_replay false"
+            )
+        writer, sampler = self.buffer.writer, self.buffer.sampler
+        writer.load_state_dict(state["writer"])  # checks the layout first
+        index = torch.from_numpy(self.stored_slots())
+        if len(index):
+            rows = TensorDict(state["columns"], batch_size=[len(index)], device="cpu")
+            self.buffer.storage.set(index, rows, set_cursor=False)  # lays the storage out if still empty
+            writer.mark_written(index)
+        full = dict(state["sampler"])
+        for name in SAMPLER_PER_SLOT:
+            saved = full[name]
+            full[name] = torch.zeros(self.slots, dtype=saved.dtype)
+            full[name][index] = saved
+        full["recent"] = full["recent"].to(torch.int64)
+        sampler.load_state_dict(full)
         self._columns = None
         if self.frames is not None:
-            frames, pool = state["frames"], self.frames.pool
-            pool.frames, pool.num_free = frames["frames"].clone(), int(frames["num_free"])
-            pool.refs, pool.free = frames["refs"].numpy().copy(), frames["free"].numpy().copy()
-            self.frames.held = frames["held"].numpy().copy()
-            self.slot_frames = frames["slot_frames"].numpy().copy()
+            self.frames.load_state_dict(state["frames"])
+            for key, ids in self.slot_frames.items():
+                ids[:] = -1
+                ids[index.numpy()] = state["slot_frames"][key].numpy()
 
     def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
         if self.prioritized:
             generation, slot = np.divmod(index.cpu().numpy(), self.slots)
             self.buffer.sampler.update_priority(slot, priority.detach().cpu().numpy(), generation=generation)
+
+
+class TransitionMemory(TaskMemory):
+    """A DQN's replay: a FIFO of ``capacity`` transitions (``obs``, ``action``, ``reward``,
+    ``next_obs``, ``terminated``), sampled uniformly with replacement.
+
+    For Atari both stacks are frame ids: ``next_obs`` is ``obs`` shifted by the one frame the
+    step brought, so a transition costs one 84x84 frame and its ids (~7.1 KB) instead of two
+    4x84x84 stacks (56 KB): Nature DQN's 1M transitions in ~7 GB, not ~56 GB.
+    """
+
+    stacked_keys = ("obs", "next_obs")
+
+    def __init__(self, task: Task, capacity: int, batch_size: int, num_envs: int, seed: int = 0) -> None:
+        from lightning_distill.replay import uniform_buffer
+
+        if capacity < 1 or batch_size < 1:
+            raise ConfigError(f"replay capacity and batch size must be >= 1, got {capacity} and {batch_size}")
+        super().__init__(uniform_buffer(capacity, batch_size, seed), task, batch_size, num_envs)
+
+    def add_transitions(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        new_episode: np.ndarray,
+    ) -> np.ndarray:
+        """One transition per env. ``new_episode``: ``obs`` starts an episode (or the memory
+        has not seen this env yet); ``next_obs`` is the step's, the final one when it ended."""
+        data = {
+            "action": torch.as_tensor(action),
+            "reward": torch.as_tensor(reward, dtype=torch.float32),
+            "terminated": torch.as_tensor(terminated),
+        }
+        values = np.zeros(len(obs))  # one partition: V plays no part
+        if self.frames is None:
+            return self.store(data | {"obs": torch.as_tensor(obs), "next_obs": torch.as_tensor(next_obs)}, values)
+        pool = self.frames.pool
+        obs_ids = self.frames.hold(obs, new_episode)
+        pool.incref(obs_ids)  # kept alive while the stacks move on to next_obs
+        next_ids = self.frames.encode(next_obs, np.zeros(len(obs), dtype=bool))
+        slots = self.store(data, values, {"obs": obs_ids, "next_obs": next_ids})
+        pool.decref(obs_ids)
+        return slots

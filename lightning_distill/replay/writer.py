@@ -130,12 +130,18 @@ class PartitionWriter(Writer):
             self._readable = self.storage.max_size if self.partitions > 1 else int(self.sizes[0])
             set_storage_length(self.storage, self._readable)
 
+    @staticmethod
+    def last_writes(slots: np.ndarray) -> np.ndarray:
+        """Positions in ``slots`` to keep: each slot's last write (a batch larger than a
+        partition gives a slot twice, and the later experience wins)."""
+        _, last = np.unique(slots[::-1], return_index=True)
+        return np.sort(len(slots) - 1 - last)
+
     def extend(self, data) -> torch.Tensor:
         values = data[self.value_key].detach().cpu().numpy().reshape(len(data))
         slots = self.place(values)
         if len(slots) > self.capacity:  # a slot written twice: keep its last experience only
-            _, last = np.unique(slots[::-1], return_index=True)
-            keep = np.sort(len(slots) - 1 - last)
+            keep = self.last_writes(slots)
             data, slots = data[torch.as_tensor(keep)], slots[keep]
         index = torch.as_tensor(slots)
         self.storage.set(index, data, set_cursor=False)  # the length is ours to keep
