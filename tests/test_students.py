@@ -109,23 +109,3 @@ def test_acting_in_all_tasks_at_once_gives_each_task_what_its_own_call_gives(arc
         for i, (task, q) in enumerate(zip(tasks, together, strict=True)):
             assert q.shape == (len(obs[i]), task.num_actions)
             torch.testing.assert_close(q, student(obs[i], i), rtol=1e-5, atol=1e-6)
-
-
-def test_acting_takes_the_faster_cpu_kernels_as_timed_and_leaves_the_setting_as_it_was():
-    import time
-
-    from lightning_distill.data.distill import faster_with_onednn, onednn
-
-    before = torch.backends.mkldnn.enabled
-
-    def slow_with_onednn() -> None:  # a forward that oneDNN makes slower
-        time.sleep(0.002 if torch.backends.mkldnn.enabled else 0.0)
-
-    def slow_without_onednn() -> None:
-        time.sleep(0.0 if torch.backends.mkldnn.enabled else 0.002)
-
-    assert faster_with_onednn(slow_with_onednn, repeats=3) is False
-    assert faster_with_onednn(slow_without_onednn, repeats=3) is True
-    with onednn(not before):
-        assert torch.backends.mkldnn.enabled is (not before)
-    assert torch.backends.mkldnn.enabled is before

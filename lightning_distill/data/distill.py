@@ -8,11 +8,7 @@ task, one minibatch per task is sampled and the list of them is one training bat
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from functools import partial
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,7 +88,6 @@ class DistillDataModule(RLDataModule):
         self.memories: list[TaskMemory] = []
         self._obs: list[np.ndarray] = []
         self._new_episode: list[np.ndarray] = []
-        self._acting_onednn: bool | None = None  # CPU kernels for acting: measured at the first step
 
     @property
     def tasks(self) -> list[Task]:
@@ -156,10 +151,7 @@ class DistillDataModule(RLDataModule):
             teachers = self.teachers = [teacher.to(device) for teacher in teachers]
         for _ in range(steps):
             obs = [torch.as_tensor(o, device=device) for o in self._obs]
-            if self._acting_onednn is None:
-                self._acting_onednn = device.type != "cpu" or faster_with_onednn(partial(act, actor, teachers, obs))
-            with onednn(self._acting_onednn):
-                greedy, labels = act(actor, teachers, obs)
+            greedy, labels = act(actor, teachers, obs)
             greedy_host, *labels_host = to_host([greedy, *(t for pair in labels for t in pair)])
             actions = greedy_host.numpy().reshape(len(self._tasks), self.num_envs)
             for i, (task, env, memory) in enumerate(zip(self._tasks, envs, self.memories, strict=True)):
@@ -240,31 +232,3 @@ def act(
     """The student's greedy actions in every task (one call) and each teacher's targets and V."""
     labels = [teacher.targets_and_value(o) for teacher, o in zip(teachers, obs, strict=True)]
     return actor.greedy_actions(obs), labels
-
-
-@contextmanager
-def onednn(enabled: bool) -> Iterator[None]:
-    """oneDNN (``torch.backends.mkldnn``) on or off for the CPU convolutions inside."""
-    before = torch.backends.mkldnn.set_flags(enabled)[0]
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.set_flags(before)
-
-
-def faster_with_onednn(forward: Callable[[], object], repeats: int = 20) -> bool:
-    """Whether ``forward`` runs faster with oneDNN than with PyTorch's own CPU kernels, timed.
-
-    At acting's batch of a few envs it depends on the network: MinAtar's 16x3x3 convolution at
-    4 rows costs 74 us with oneDNN against 15 us without, Nature DQN's convolutions at 4 rows of
-    84x84 0.70 ms against 1.42 ms (at a training batch of 32 oneDNN wins both). So it is measured
-    once per run, on the acting forwards themselves, rather than assumed."""
-    seconds: dict[bool, float] = {}
-    for enabled in (True, False, True, False):
-        with onednn(enabled):
-            forward()  # warm up
-            start = time.perf_counter()
-            for _ in range(repeats):
-                forward()
-            seconds[enabled] = min(seconds.get(enabled, math.inf), time.perf_counter() - start)
-    return seconds[True] <= seconds[False]
