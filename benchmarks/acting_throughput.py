@@ -41,21 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lightning_distill.data import DistillDataModule  # noqa: E402
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy  # noqa: E402
-from lightning_distill.tasks import Task  # noqa: E402
+from lightning_distill.tasks import PAPER_ATARI_GAMES, Task  # noqa: E402
 
 MINATAR = ["asterix", "breakout", "freeway", "seaquest", "space_invaders"]
-ATARI10 = [
-    "BeamRider",
-    "Breakout",
-    "Enduro",
-    "Freeway",
-    "MsPacman",
-    "Pong",
-    "Qbert",
-    "Seaquest",
-    "SpaceInvaders",
-    "Riverraid",
-]
 #: the paper's run (spec section 7): agent steps per game, games, agent steps per update, eval steps
 PAPER_STEPS, PAPER_GAMES, STEPS_PER_UPDATE, PAPER_EVAL_STEPS = 4_000_000, 10, 4, 40_000_000
 
@@ -168,7 +156,7 @@ def suite(args, name: str) -> dict[str, float]:
         tasks = [Task(f"MinAtar/{''.join(w.title() for w in g.split('_'))}") for g in MINATAR]
         teachers = [f"bundled:ppo/minatar_{g}" for g in MINATAR]
     else:
-        tasks = [Task(f"ALE/{g}") for g in ATARI10]
+        tasks = [Task(f"ALE/{g}") for g in PAPER_ATARI_GAMES]
         teachers = [write_cleanrl_teacher(t, Path(args.teacher_dir) / f"{t.game}.cleanrl_model") for t in tasks]
     runs: dict[str, list[dict[str, float]]] = {"reference": [], "pipeline": []}
     for r in range(args.rounds):
