@@ -72,6 +72,7 @@ class DQNDataModule(RLDataModule):
             self.env = make_vec_env(self.task, self.num_envs, seed=self.rank_seed)
             self.replay = TransitionMemory(self.task, self.buffer_size, self.batch_size, self.num_envs, self.rank_seed)
             self._obs = self.env.reset()
+            self._new_episode = np.ones(self.num_envs, dtype=bool)  # fresh envs: every stack starts an episode
 
     def teardown(self, stage: str) -> None:
         if stage == "fit" and self.env is not None:
