@@ -8,7 +8,7 @@ the returns of the episodes that *completed* within the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +21,8 @@ from lightning_distill.tasks import Task
 
 #: observations (a batch, as a tensor) -> the task's own greedy actions (or continuous actions)
 Policy = Callable[[torch.Tensor], torch.Tensor]
+#: (task indices, each of those tasks' observations) -> each of those tasks' own actions
+TaskPolicies = Callable[[Sequence[int], Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 
 EVAL_EPSILON = 0.05
 
@@ -97,6 +99,91 @@ def _episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
     return np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
 
 
+class _TaskEvaluation:
+    """One task's evaluation in progress: its envs, exploration stream and episode quotas."""
+
+    def __init__(
+        self, task: Task, episodes: int | None, steps: int | None, num_envs: int, seed: int, render: bool
+    ) -> None:
+        num_envs = min(num_envs, episodes) if episodes is not None else num_envs
+        self.task = task
+        self.rng = np.random.default_rng(seed)
+        self.env = make_vec_env(task, num_envs, seed=seed, render=render)
+        self.quotas = _episode_quotas(episodes, num_envs) if episodes is not None else None
+        self.steps_left = math.ceil(steps / num_envs) if steps is not None else None
+        self.done_count = np.zeros(num_envs, dtype=np.int64)
+        self.returns: list[float] = []
+        self.obs = self.env.reset()
+
+    @property
+    def playing(self) -> bool:
+        if self.steps_left is not None:
+            return self.steps_left > 0
+        assert self.quotas is not None
+        return bool((self.done_count < self.quotas).any())
+
+    def step(self, actions: np.ndarray, epsilon: float) -> None:
+        """Act (epsilon-greedy where discrete) and keep the returns of episodes within quota."""
+        if self.task.discrete:
+            actions = epsilon_greedy(actions, epsilon, self.task.num_actions, self.rng)
+        self.obs = self.env.step(actions).obs
+        for i, ret, _ in self.env.episodes.pop_finished():
+            if self.quotas is None or self.done_count[i] < self.quotas[i]:
+                self.returns.append(ret)
+            self.done_count[i] += 1
+        if self.steps_left is not None:
+            self.steps_left -= 1
+
+
+def _check_budget(episodes: int | None, steps: int | None) -> None:
+    if (episodes is None) == (steps is None):
+        raise ConfigError(f"give exactly one evaluation budget: episodes={episodes}, steps={steps}")
+    if (episodes is not None and episodes < 1) or (steps is not None and steps < 1):
+        raise ConfigError(f"the evaluation budget must be positive: episodes={episodes}, steps={steps}")
+
+
+@torch.inference_mode()
+def evaluate_tasks(
+    act: TaskPolicies,
+    tasks: Sequence[Task],
+    *,
+    episodes: int | None = None,
+    steps: int | None = None,
+    epsilon: float = EVAL_EPSILON,
+    num_envs: int = 1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> list[EvalResult]:
+    """Every task's evaluation at once, in lockstep: each agent step is one call of ``act`` over
+    the observations of the tasks still playing, and one copy of their actions to the host.
+
+    Each task keeps its own envs and exploration stream, seeded with ``seed`` as ``evaluate``
+    seeds them, so a task's result is the one ``evaluate`` gives for the same actions."""
+    _check_budget(episodes, steps)
+    runs: list[_TaskEvaluation] = []
+    try:
+        for task in tasks:
+            runs.append(_TaskEvaluation(task, episodes, steps, num_envs, seed, render=False))
+        while playing := [i for i, run in enumerate(runs) if run.playing]:
+            actions = act(playing, [torch.as_tensor(runs[i].obs, device=device) for i in playing])
+            for i, host in zip(playing, to_host(actions), strict=True):
+                runs[i].step(host.numpy(), epsilon)
+    finally:
+        for run in runs:
+            run.env.close()
+    return [EvalResult.from_returns(run.returns) for run in runs]
+
+
+def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors on the CPU, in one device-to-host copy from an accelerator (as they are on a
+    CPU): every task's actions (and teacher outputs) of a step, flattened, copied, split again."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    flat = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors]).cpu()
+    parts = flat.split([t.numel() for t in tensors])
+    return [p.reshape(t.shape).to(t.dtype) for p, t in zip(parts, tensors, strict=True)]
+
+
 @torch.inference_mode()
 def evaluate(
     policy: Policy,
@@ -115,31 +202,13 @@ def evaluate(
     ``epsilon`` applies to discrete tasks; continuous policies act as given. ``on_frame``
     receives an RGB frame of env 0 before every step (for videos).
     """
-    if (episodes is None) == (steps is None):
-        raise ConfigError(f"give exactly one evaluation budget: episodes={episodes}, steps={steps}")
-    if (episodes is not None and episodes < 1) or (steps is not None and steps < 1):
-        raise ConfigError(f"the evaluation budget must be positive: episodes={episodes}, steps={steps}")
-    num_envs = min(num_envs, episodes) if episodes is not None else num_envs
-    rng = np.random.default_rng(seed)
-    env = make_vec_env(task, num_envs, seed=seed, render=on_frame is not None)
-    quotas = _episode_quotas(episodes, num_envs) if episodes is not None else None
-    done_count = np.zeros(num_envs, dtype=np.int64)
-    returns: list[float] = []
+    _check_budget(episodes, steps)
+    run = _TaskEvaluation(task, episodes, steps, num_envs, seed, render=on_frame is not None)
     try:
-        obs = env.reset()
-        for _ in range(math.ceil(steps / num_envs) if steps is not None else 2**62):
+        while run.playing:
             if on_frame is not None:
-                on_frame(env.render())
-            actions = policy(torch.as_tensor(obs, device=device)).cpu().numpy()
-            if task.discrete:
-                actions = epsilon_greedy(actions, epsilon, task.num_actions, rng)
-            obs = env.step(actions).obs
-            for i, ret, _ in env.episodes.pop_finished():
-                if quotas is None or done_count[i] < quotas[i]:
-                    returns.append(ret)
-                done_count[i] += 1
-            if quotas is not None and (done_count >= quotas).all():
-                break
+                on_frame(run.env.render())
+            run.step(policy(torch.as_tensor(run.obs, device=device)).cpu().numpy(), epsilon)
     finally:
-        env.close()
-    return EvalResult.from_returns(returns)
+        run.env.close()
+    return EvalResult.from_returns(run.returns)

@@ -67,6 +67,15 @@ def pad_obs(obs: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return nn.functional.pad(obs, pad)
 
 
+def task_indices(obs: Sequence[torch.Tensor], tasks: Sequence[int] | None) -> Sequence[int]:
+    """Which task each batch of ``obs`` belongs to: ``tasks``, or every task in order."""
+    if tasks is None:
+        return range(len(obs))
+    if len(tasks) != len(obs):
+        raise ConfigError(f"{len(obs)} batches of observations for tasks {list(tasks)}: give one batch per task")
+    return tasks
+
+
 class Student(nn.Module):
     """Base: ``forward(obs, task_index)`` gives Q-values over the task's own actions."""
 
@@ -81,15 +90,18 @@ class Student(nn.Module):
     def action_map(self, task_index: int) -> torch.Tensor:
         return getattr(self, f"action_map_{task_index}")
 
-    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``forward`` for every task at once (``obs[i]``: task ``i``'s batch): what acting in
-        all tasks each step calls. Layers that tasks share run once over all their rows."""
-        return [self(o, i) for i, o in enumerate(obs)]
+    def forward_tasks(self, obs: Sequence[torch.Tensor], tasks: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """``forward`` for several tasks at once (``obs[j]``: a batch of task ``tasks[j]``; every
+        task, in order, by default): what acting and evaluating in all tasks each step call.
+        Layers that tasks share run once over all their rows."""
+        return [self(o, i) for i, o in zip(task_indices(obs, tasks), obs, strict=True)]
 
-    def _split_heads(self, union: torch.Tensor, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The union outputs of all tasks' rows, split by task, each to its own actions."""
+    def _split_heads(
+        self, union: torch.Tensor, obs: Sequence[torch.Tensor], tasks: Sequence[int]
+    ) -> list[torch.Tensor]:
+        """The union outputs of the tasks' rows, split by task, each to its own actions."""
         chunks = union.split([len(o) for o in obs])
-        return [chunk[:, self.action_map(i)] for i, chunk in enumerate(chunks)]
+        return [chunk[:, self.action_map(i)] for i, chunk in zip(tasks, chunks, strict=True)]
 
     def per_task_extractors(self) -> list[nn.Module] | None:
         """The task-specific extractors a teacher's features can initialise, if any."""
@@ -125,9 +137,10 @@ class ProposedStudent(Student):
         features = self.projections[task_index](self.extractors[task_index](obs))
         return self.shared(features)[:, self.action_map(task_index)]
 
-    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        features = [self.projections[i](self.extractors[i](o)) for i, o in enumerate(obs)]
-        return self._split_heads(self.shared(torch.cat(features)), obs)
+    def forward_tasks(self, obs: Sequence[torch.Tensor], tasks: Sequence[int] | None = None) -> list[torch.Tensor]:
+        tasks = task_indices(obs, tasks)
+        features = [self.projections[i](self.extractors[i](o)) for i, o in zip(tasks, obs, strict=True)]
+        return self._split_heads(self.shared(torch.cat(features)), obs, tasks)
 
     def per_task_extractors(self) -> list[nn.Module]:
         return list(self.extractors)
@@ -145,9 +158,10 @@ class DistStudent(Student):
     def forward(self, obs: torch.Tensor, task_index: int) -> torch.Tensor:
         return self.heads[task_index](self.extractor(pad_obs(obs, self.input_shape)))
 
-    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_tasks(self, obs: Sequence[torch.Tensor], tasks: Sequence[int] | None = None) -> list[torch.Tensor]:
         features = self.extractor(torch.cat([pad_obs(o, self.input_shape) for o in obs]))
-        return [self.heads[i](f) for i, f in enumerate(features.split([len(o) for o in obs]))]
+        chunks = features.split([len(o) for o in obs])
+        return [self.heads[i](f) for i, f in zip(task_indices(obs, tasks), chunks, strict=True)]
 
 
 class AMNStudent(Student):
@@ -163,9 +177,9 @@ class AMNStudent(Student):
         q_union = self.shared(self.extractor(pad_obs(obs, self.input_shape)))
         return q_union[:, self.action_map(task_index)]
 
-    def forward_tasks(self, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_tasks(self, obs: Sequence[torch.Tensor], tasks: Sequence[int] | None = None) -> list[torch.Tensor]:
         union = self.shared(self.extractor(torch.cat([pad_obs(o, self.input_shape) for o in obs])))
-        return self._split_heads(union, obs)
+        return self._split_heads(union, obs, task_indices(obs, tasks))
 
 
 def make_student(

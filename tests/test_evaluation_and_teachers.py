@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lightning_distill.errors import CheckpointError, ConfigError
-from lightning_distill.evaluation import EvalBudget, epsilon_greedy, evaluate
+from lightning_distill.evaluation import EvalBudget, epsilon_greedy, evaluate, evaluate_tasks
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
 
@@ -32,6 +32,34 @@ def test_evaluation_is_reproducible_under_a_seed():
     a = evaluate(always_left, CARTPOLE, episodes=5, epsilon=0.5, seed=7)
     b = evaluate(always_left, CARTPOLE, episodes=5, epsilon=0.5, seed=7)
     assert a.returns == b.returns
+
+
+def first_action_if_left_leaning(obs: torch.Tensor) -> torch.Tensor:
+    """A policy that depends on the observation (so lockstep ordering errors would show)."""
+    return (obs.reshape(len(obs), -1)[:, 0] > 0).long()
+
+
+@pytest.mark.parametrize("budget", [{"episodes": 5}, {"steps": 120}])
+def test_evaluating_tasks_together_gives_each_task_its_own_evaluation(budget):
+    """Lockstep evaluation of several tasks is each task's ``evaluate``, episode for episode,
+    and tasks that are done are no longer asked for actions."""
+    tasks = [CARTPOLE, Task("MinAtar/Breakout"), Task("Acrobot-v1", max_episode_steps=60)]
+    policies = [always_left, first_action_if_left_leaning, always_left]
+    asked: list[list[int]] = []
+
+    def act(indices, obs):
+        asked.append(list(indices))
+        return [policies[i](o) for i, o in zip(indices, obs, strict=True)]
+
+    kwargs = {"epsilon": 0.3, "num_envs": 2, "seed": 11, **budget}
+    together = evaluate_tasks(act, tasks, **kwargs)
+    for task, policy, result in zip(tasks, policies, together, strict=True):
+        assert result.returns == evaluate(policy, task, **kwargs).returns
+        assert result.count >= 1
+    if "episodes" in budget:  # CartPole's left pushes end first; Acrobot plays on to 60 steps
+        assert asked[0] == [0, 1, 2] and asked[-1] != [0, 1, 2]
+    else:
+        assert len(asked) == 60 and all(a == [0, 1, 2] for a in asked)
 
 
 def test_epsilon_greedy_explores_at_the_given_rate_over_the_tasks_actions():

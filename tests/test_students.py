@@ -109,3 +109,16 @@ def test_acting_in_all_tasks_at_once_gives_each_task_what_its_own_call_gives(arc
         for i, (task, q) in enumerate(zip(tasks, together, strict=True)):
             assert q.shape == (len(obs[i]), task.num_actions)
             torch.testing.assert_close(q, student(obs[i], i), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["proposed", "dist", "amn"])
+def test_acting_in_some_tasks_gives_each_of_them_what_its_own_call_gives(architecture):
+    """Evaluation drops the tasks whose episodes are done: a subset, in any order."""
+    torch.manual_seed(0)
+    student = make_student(architecture, MINATAR, head_hidden=[16])
+    obs = [obs_batch(MINATAR[1], 4)]
+    (q,) = student.forward_tasks(obs, tasks=[1])
+    assert q.shape == (4, MINATAR[1].num_actions)
+    torch.testing.assert_close(q, student(obs[0], 1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="one batch per task"):
+        student.forward_tasks(obs, tasks=[0, 1])

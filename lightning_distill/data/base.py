@@ -95,12 +95,12 @@ class RLDataModule(pl.LightningDataModule):
         return stats
 
     def val_dataloader(self) -> DataLoader:
-        """One evaluation request per task; the module's ``validation_step`` plays it.
+        """One evaluation request for all tasks; the module's ``validation_step`` plays them
+        together.
 
-        Every DDP rank gets every request (an iterable, so Lightning does not shard it): each
+        Every DDP rank gets the request (an iterable, so Lightning does not shard it): each
         plays its share of the budget with its own seed, and the module pools the episodes."""
-        budget = self.evaluation.as_kwargs()
-        requests = [{"task_index": i, **budget} for i in range(len(self.tasks))]
+        requests = [{"tasks": list(range(len(self.tasks))), **self.evaluation.as_kwargs()}]
         return DataLoader(Requests(requests), batch_size=None, collate_fn=_as_is)
 
     def state_dict(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from lightning_distill.contracts import MultiTaskActor, multi_task_actor
 from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.errors import ConfigError
-from lightning_distill.evaluation import EvalBudget, epsilon_greedy
+from lightning_distill.evaluation import EvalBudget, epsilon_greedy, to_host
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
@@ -214,16 +214,6 @@ class DistillDataModule(RLDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(Stream(self.stream), batch_size=None, num_workers=0, collate_fn=_as_is)
-
-
-def to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The tensors on the CPU, in one device-to-host copy from an accelerator (as they are on a
-    CPU): every task's actions and teacher outputs of a step, flattened, copied, split again."""
-    if all(t.device.type == "cpu" for t in tensors):
-        return tensors
-    flat = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors]).cpu()
-    parts = flat.split([t.numel() for t in tensors])
-    return [p.reshape(t.shape).to(t.dtype) for p, t in zip(parts, tensors, strict=True)]
 
 
 def act(

@@ -17,7 +17,7 @@ from lightning.fabric.utilities.data import AttributeDict
 
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
-from lightning_distill.evaluation import EvalResult, Policy, evaluate
+from lightning_distill.evaluation import EvalResult, Policy, evaluate_tasks
 from lightning_distill.networks import as_widths
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
@@ -121,13 +121,18 @@ class RLModule(pl.LightningModule):
 
     # -- evaluation as Lightning's validation loop -------------------------------------------
 
+    def act_tasks(self, tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Greedy actions in several tasks (``obs[j]``: a batch of task ``tasks[j]``); evaluation
+        calls it once a step. Agents whose tasks share layers run them once (``Distillation``)."""
+        return [self.policy(i)(o) for i, o in zip(tasks, obs, strict=True)]
+
     def validation_step(self, request: dict[str, Any], batch_idx: int) -> None:
-        """One evaluation request (see ``RLDataModule.val_dataloader``) per task.
+        """The evaluation request (see ``RLDataModule.val_dataloader``): every task's episodes
+        played at once, in lockstep, through ``act_tasks``.
 
         Under DDP each rank plays its share of the budget with its own seed, and the returns of
         every rank's episodes are pooled: all ranks then hold the same result."""
-        i = int(request["task_index"])
-        task = self.tasks[i]
+        indices = [int(i) for i in request["tasks"]]
         budget = {k: request[k] for k in ("episodes", "steps", "epsilon", "num_envs", "seed")}
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if world > 1:
@@ -135,16 +140,19 @@ class RLModule(pl.LightningModule):
                 if budget[key] is not None:
                     budget[key] = -(-budget[key] // world)
             budget["seed"] += RANK_SEED_STRIDE * rank
-        result = evaluate(self.policy(i), task, device=self.device, **budget)
-        if world > 1:
-            result = self.pool_returns(result.returns)
-        metrics = {f"eval/{task.id}/return": result.mean, f"eval/{task.id}/episodes": float(result.count)}
-        if len(self.tasks) == 1:
-            metrics["eval/return"] = result.mean
+        tasks = [self.tasks[i] for i in indices]
+        results = evaluate_tasks(self.act_tasks, tasks, device=self.device, **budget)
+        metrics: dict[str, float] = {}
+        for task, result in zip(tasks, results, strict=True):
+            if world > 1:
+                result = self.pool_returns(result.returns)
+            metrics |= {f"eval/{task.id}/return": result.mean, f"eval/{task.id}/episodes": float(result.count)}
+            if len(self.tasks) == 1:
+                metrics["eval/return"] = result.mean
+            self.last_evaluation[task.id] = result
         if self.trainer.state.fn == "validate" and self.restored_step is not None:
             metrics["step"] = float(self.restored_step)  # Lightning logs at this step: the checkpoint's update
         self.log_dict(metrics, batch_size=1)
-        self.last_evaluation[task.id] = result
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """``all_gather`` of one tensor: every rank's, stacked along a new first dimension."""

@@ -112,6 +112,10 @@ class Distillation(RLModule):
         """Every task's greedy actions, in task order, from one student call over all tasks."""
         return torch.cat([q.argmax(dim=-1) for q in self.student.forward_tasks(obs)])
 
+    def act_tasks(self, tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The tasks' greedy actions from one student call (evaluation's acting path)."""
+        return [q.argmax(dim=-1) for q in self.student.forward_tasks(obs, tasks)]
+
     def setup(self, stage: str) -> None:
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
         if stage != "fit":
