@@ -1,30 +1,39 @@
-"""Collection, evaluation and update rates of distillation at the paper's shape, and the paper's
-run projected from them.
+"""Collection, evaluation and update rates of distillation at the paper's shape, before and
+after, and the paper's run projected from them.
 
 Two suites: the 5 MinAtar games with their bundled PPO teachers, and the paper's 10 Atari games
 with CleanRL ``dqn_atari`` teachers this script writes (random weights: the rates do not depend on
 what a teacher knows). For each, a ``Trainer.fit`` of the proposed student measures, with the
-clock of the data module's ``collect`` and of the training steps apart:
+clock of the data module's ``collect`` and of the training steps apart, then a ``validate``:
 
 - agent steps/s of collection (every task's envs, the student acting, the teacher labelling, the
-  replay write), with ``DistillDataModule.collect`` as it is (``pipeline``) and with the
-  reference: the per-task loop of release 0.6 (one student call, one teacher call, one host copy
-  and one replay write per task and step), kept here as it was. Rounds alternate the two;
+  replay write);
 - updates/s (a minibatch per task, KL loss, RMSProp);
 - evaluation agent steps/s (``trainer.validate`` with a step budget per game).
+
+Variants, alternating within each round so machine noise hits all alike:
+
+- ``reference``: release 0.6, kept here as it was: collection task by task (a student call, a
+  host copy, a teacher call and a replay write per task and step, the envs stepped in line),
+  a student call per task in the update, RMSProp one parameter at a time, evaluation task by task;
+- ``pipeline``: the package as it is (defaults);
+- ``bf16_cl``: the pipeline with ``trainer.precision: bf16-mixed`` and ``channels_last: true``
+  (``benchmarks/network_options.py`` measures these options alone).
 
 The projection: the paper's proposed-student run is 10 games x 4M agent steps, one update per
 4 agent steps of each game (1M updates), and an evaluation of 100,000 steps per game every
 25,000 updates (40M evaluation steps): hours = 40M / collection rate + 40M / evaluation rate +
-1M / update rate, each measured at the Atari suite's shape.
+1M / update rate, each measured at the Atari suite's shape, with the fastest variant.
 
     python benchmarks/acting_throughput.py                       # both suites, 3 rounds
     python benchmarks/acting_throughput.py --suite minatar --rounds 1 --updates 200   # quick look
+    python benchmarks/acting_throughput.py --accelerator gpu     # on a GPU machine
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -40,7 +49,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lightning_distill.data import DistillDataModule  # noqa: E402
-from lightning_distill.evaluation import EvalBudget, epsilon_greedy  # noqa: E402
+from lightning_distill.evaluation import EvalBudget, epsilon_greedy, evaluate  # noqa: E402
+from lightning_distill.losses import distillation_loss  # noqa: E402
+from lightning_distill.modules import Distillation  # noqa: E402
 from lightning_distill.tasks import PAPER_ATARI_GAMES, Task  # noqa: E402
 
 MINATAR = ["asterix", "breakout", "freeway", "seaquest", "space_invaders"]
@@ -73,6 +84,30 @@ def reference_collect(self: DistillDataModule, steps: int) -> None:
         self.env_steps += self.num_envs * len(self.tasks)
 
 
+class ReferenceDistillation(Distillation):
+    """Release 0.6's update and evaluation: a student call per task, RMSProp one parameter at a
+    time, each task evaluated on its own."""
+
+    def training_step(self, batch, batch_idx):
+        total = torch.zeros((), device=self.device)
+        for i, minibatch in enumerate(batch):
+            q_student = self.student(minibatch["obs"], i)
+            out = distillation_loss(q_student, minibatch["q_teacher"], "kl", self.tau_of(i), minibatch["weight"])
+            total = total + out.loss
+            self.trainer.datamodule.update_priority(i, minibatch["index"], out.priority)
+        return total
+
+    def configure_optimizers(self):
+        return torch.optim.RMSprop(self.student.parameters(), lr=self.hparams.lr, alpha=0.99, eps=1e-6, foreach=False)
+
+    def validation_step(self, request, batch_idx):
+        budget = {k: request[k] for k in ("episodes", "steps", "epsilon", "num_envs", "seed")}
+        for i in request["tasks"]:
+            self.last_evaluation[self.tasks[i].id] = evaluate(
+                self.policy(i), self.tasks[i], device=self.device, **budget
+            )
+
+
 class Clocks:
     """Seconds spent collecting and updating, and the agent steps collected."""
 
@@ -99,11 +134,11 @@ def timed_collect(clocks: Clocks, collect):
         DistillDataModule.collect = original  # type: ignore[method-assign]
 
 
-def fit_once(args, tasks: list[Task], teachers: list[str], collect, evaluate: bool) -> dict[str, float]:
+def fit_once(args, tasks: list[Task], teachers: list[str], variant: str) -> dict[str, float]:
+    """One fit and one validate of ``variant``: its collection, update and evaluation rates."""
     import lightning.pytorch as pl
 
     from lightning_distill.callbacks import EpsilonSchedule
-    from lightning_distill.modules import Distillation
     from lightning_distill.replay import UniformReplay
 
     clocks = Clocks()
@@ -128,8 +163,12 @@ def fit_once(args, tasks: list[Task], teachers: list[str], collect, evaluate: bo
     )
     # MinAtar: the quick start's shared layers; Atari: the paper's (3136 -> 1028 -> 512 -> 18)
     head_hidden = [256, 128] if tasks[0].backend == "minatar" else "auto"
-    model = Distillation(tasks=tasks, architecture="proposed", head_hidden=head_hidden)
+    module = ReferenceDistillation if variant == "reference" else Distillation
+    model = module(tasks=tasks, architecture="proposed", head_hidden=head_hidden, channels_last=variant == "bf16_cl")
     trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=1,
+        precision="bf16-mixed" if variant == "bf16_cl" else "32-true",
         max_steps=args.updates,
         logger=False,
         enable_checkpointing=False,
@@ -140,34 +179,47 @@ def fit_once(args, tasks: list[Task], teachers: list[str], collect, evaluate: bo
         max_epochs=-1,
         callbacks=[EpsilonSchedule(decay_steps=10_000), UpdateClock()],
     )
+    collect = reference_collect if variant == "reference" else DistillDataModule.collect
     with timed_collect(clocks, collect):
         trainer.fit(model, datamodule=data)
     out = {"collect": clocks.steps / clocks.collect, "update": args.updates / clocks.update}
-    if evaluate:
-        start = time.perf_counter()
-        trainer.validate(model, datamodule=data, verbose=False)
-        out["eval"] = args.eval_steps * len(tasks) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    trainer.validate(model, datamodule=data, verbose=False)
+    out["eval"] = args.eval_steps * len(tasks) / (time.perf_counter() - start)
     return out
 
 
 def suite(args, name: str) -> dict[str, float]:
-    """Median rates over rounds, the reference and the pipeline alternating."""
+    """Median rates over rounds, the variants alternating, and each variant's speedups over the
+    reference (medians of the rounds' ratios)."""
     if name == "minatar":
         tasks = [Task(f"MinAtar/{''.join(w.title() for w in g.split('_'))}") for g in MINATAR]
         teachers = [f"bundled:ppo/minatar_{g}" for g in MINATAR]
     else:
         tasks = [Task(f"ALE/{g}") for g in PAPER_ATARI_GAMES]
         teachers = [write_cleanrl_teacher(t, Path(args.teacher_dir) / f"{t.game}.cleanrl_model") for t in tasks]
-    runs: dict[str, list[dict[str, float]]] = {"reference": [], "pipeline": []}
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in args.variants}
     for r in range(args.rounds):
-        for kind, collect in (("reference", reference_collect), ("pipeline", DistillDataModule.collect)):
-            rates = fit_once(args, tasks, teachers, collect, evaluate=kind == "pipeline")
-            runs[kind].append(rates)
-            print(f"{name} round {r + 1} {kind}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in rates.items()), flush=True)
-    median = {f"{kind}_{key}": statistics.median(r[key] for r in rs) for kind, rs in runs.items() for key in rs[0]}
-    median["collect_speedup"] = statistics.median(
-        p["collect"] / ref["collect"] for p, ref in zip(runs["pipeline"], runs["reference"], strict=True)
-    )
+        for variant in args.variants:
+            rates = fit_once(args, tasks, teachers, variant)
+            runs[variant].append(rates)
+            print(
+                f"{name} round {r + 1} {variant}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in rates.items()), flush=True
+            )
+    median = {f"{v}_{key}": statistics.median(r[key] for r in rs) for v, rs in runs.items() for key in rs[0]}
+    for variant in args.variants[1:]:
+        for key in ("collect", "update", "eval"):
+            median[f"{variant}_{key}_speedup"] = statistics.median(
+                run[key] / ref[key] for run, ref in zip(runs[variant], runs["reference"], strict=True)
+            )
+    print(f"\n{name}: median rates (agent steps/s; updates/s), and x reference")
+    print(f"{'variant':12s} {'collect':>9s} {'x':>5s} {'update':>8s} {'x':>5s} {'eval':>8s} {'x':>5s}")
+    for variant in args.variants:
+        cells = []
+        for key in ("collect", "update", "eval"):
+            ratio = median.get(f"{variant}_{key}_speedup", 1.0)
+            cells.append(f"{median[f'{variant}_{key}']:9,.1f} {ratio:5.2f}")
+        print(f"{variant:12s} " + " ".join(cells))
     return median
 
 
@@ -190,12 +242,12 @@ def write_cleanrl_teacher(task: Task, path: Path) -> str:
     return str(path)
 
 
-def paper_run_hours(rates: dict[str, float]) -> float:
+def paper_run_hours(rates: dict[str, float], variant: str) -> float:
     steps = PAPER_STEPS * PAPER_GAMES
     seconds = (
-        steps / rates["pipeline_collect"]
-        + PAPER_EVAL_STEPS / rates["pipeline_eval"]
-        + steps / STEPS_PER_UPDATE / PAPER_GAMES / rates["pipeline_update"]
+        steps / rates[f"{variant}_collect"]
+        + PAPER_EVAL_STEPS / rates[f"{variant}_eval"]
+        + steps / STEPS_PER_UPDATE / PAPER_GAMES / rates[f"{variant}_update"]
     )
     return seconds / 3600
 
@@ -209,10 +261,17 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=4, help="envs per game")
     parser.add_argument("--capacity", type=int, default=20_000, help="replay per game")
     parser.add_argument("--eval-steps", type=int, default=2_000, help="evaluation agent steps per game")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning's accelerator: cpu, gpu")
+    parser.add_argument("--variants", default="reference,pipeline,bf16_cl", help="reference first")
     args = parser.parse_args()
+    args.variants = args.variants.split(",")
+    if args.variants[0] != "reference" or not set(args.variants) <= {"reference", "pipeline", "bf16_cl"}:
+        parser.error(f"--variants {args.variants}: reference first, then any of pipeline, bf16_cl")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}",
+        f"machine: {cpu or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, GPU {gpu}, accelerator {args.accelerator}",
         flush=True,
     )
     results = {}
@@ -220,13 +279,16 @@ def main() -> None:
         args.teacher_dir = teacher_dir
         for name in ("minatar", "atari") if args.suite == "both" else (args.suite,):
             results[name] = suite(args, name)
-            print(name, {k: round(v, 2) for k, v in results[name].items()}, flush=True)
     line = []
     for name in ("minatar", "atari"):
-        if name in results:
-            line.append(f"{name}_collect_speedup={results[name]['collect_speedup']:.2f}")
+        if name in results and len(args.variants) > 1:
+            best = max(args.variants[1:], key=lambda v: results[name][f"{v}_collect"])
+            line.append(f"{name}_collect_speedup={results[name][f'{best}_collect_speedup']:.2f}")
     if "atari" in results:
-        line.append(f"paper_run_hours_projected={paper_run_hours(results['atari']):.1f}")
+        hours = {v: paper_run_hours(results["atari"], v) for v in args.variants}
+        fastest = min(hours, key=hours.__getitem__)
+        print("paper run projected (hours): " + ", ".join(f"{v} {h:.1f}" for v, h in hours.items()))
+        line.append(f"paper_run_hours_projected={hours[fastest]:.1f} projected_with={fastest}")
     print("result: " + " ".join(line))
 
 

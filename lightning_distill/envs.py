@@ -1,7 +1,9 @@
 """Vectorised environment streams behind one small interface, one class per backend.
 
 ``make_vec_env(task, num_envs, seed)`` returns an object with ``reset() -> obs`` and
-``step(actions) -> Step``. Actions are the task's own (local) action indices. Episodes
+``step(actions) -> Step``, or the same step in two halves, ``step_async(actions)`` then
+``step_wait() -> Step``, so that the caller works while the envs step (ALE's C++ threads, or
+gymnasium's worker processes with ``asynchronous=True``). Actions are the task's own (local) action indices. Episodes
 reset automatically; ``Step.next_obs`` is the true successor of each transition (the
 final observation where an episode ended), ``Step.obs`` is what to act on next.
 Observations keep their compact dtype (uint8 frames and channels): the networks scale them.
@@ -72,6 +74,7 @@ class VecEnv(ABC):
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.task, self.num_envs, self.seed = task, num_envs, seed
+        self._pending: np.ndarray | None = None  # actions step_async left for step_wait
         self.episodes = EpisodeTracker(num_envs)
 
     def _record(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
@@ -87,6 +90,18 @@ class VecEnv(ABC):
     @abstractmethod
     def step(self, actions: np.ndarray) -> Step:
         """Step every env with the task's own action indices."""
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start ``step(actions)``; ``step_wait`` returns it. Backends that cannot step in the
+        background step in ``step_wait``."""
+        self._pending = np.array(actions)
+
+    def step_wait(self) -> Step:
+        """The step ``step_async`` started."""
+        actions, self._pending = self._pending, None
+        if actions is None:
+            raise RuntimeError("step_wait() without step_async()")
+        return self.step(actions)
 
     @abstractmethod
     def render(self) -> np.ndarray:
@@ -132,7 +147,15 @@ class AtariVecEnv(VecEnv):
         return obs
 
     def step(self, actions: np.ndarray) -> Step:
-        obs, reward, terminated, truncated, info = self._env.step(np.asarray(actions, dtype=np.int64))
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """ALE's threads step the envs while the caller goes on."""
+        self._env.send(np.asarray(actions, dtype=np.int64))
+
+    def step_wait(self) -> Step:
+        obs, reward, terminated, truncated, info = self._env.recv()
         reward = reward.astype(np.float32)
         done = self._record(reward, terminated, truncated)
         self._last_obs = obs
@@ -150,9 +173,10 @@ class AtariVecEnv(VecEnv):
 
 
 class GymVecEnv(VecEnv):
-    """MinAtar and gymnasium tasks through ``gymnasium.vector.SyncVectorEnv`` (same-step reset)."""
+    """MinAtar and gymnasium tasks through ``gymnasium.vector.SyncVectorEnv`` (same-step reset),
+    or ``AsyncVectorEnv`` (``asynchronous``: one worker process per env)."""
 
-    def __init__(self, task: Task, num_envs: int, seed: int, render: bool = False) -> None:
+    def __init__(self, task: Task, num_envs: int, seed: int, render: bool = False, asynchronous: bool = False) -> None:
         super().__init__(task, num_envs, seed)
 
         render_mode = "rgb_array" if render else None
@@ -171,7 +195,8 @@ class GymVecEnv(VecEnv):
 
             return thunk
 
-        self._env = gymnasium.vector.SyncVectorEnv(
+        vector = gymnasium.vector.AsyncVectorEnv if asynchronous else gymnasium.vector.SyncVectorEnv
+        self._env = vector(
             [make(i) for i in range(num_envs)],
             autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
         )
@@ -191,7 +216,19 @@ class GymVecEnv(VecEnv):
     def step(self, actions: np.ndarray) -> Step:
         if self.task.discrete:
             actions = np.asarray(actions, dtype=np.int64)
-        obs, reward, terminated, truncated, info = self._env.step(actions)
+        return self._finish(*self._env.step(actions))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        if not isinstance(self._env, gymnasium.vector.AsyncVectorEnv):
+            return super().step_async(actions)
+        self._env.step_async(np.asarray(actions, dtype=np.int64) if self.task.discrete else actions)
+
+    def step_wait(self) -> Step:
+        if not isinstance(self._env, gymnasium.vector.AsyncVectorEnv):
+            return super().step_wait()
+        return self._finish(*self._env.step_wait())
+
+    def _finish(self, obs, reward, terminated, truncated, info) -> Step:
         reward = np.asarray(reward, dtype=np.float32)
         done = self._record(reward, terminated, truncated)
         final = None
@@ -200,6 +237,8 @@ class GymVecEnv(VecEnv):
         return Step(self._convert(obs), reward, terminated, truncated, final)
 
     def render(self) -> np.ndarray:
+        if not isinstance(self._env, gymnasium.vector.SyncVectorEnv):
+            raise ConfigError("rendering needs the envs in this process: make the vec env with asynchronous=False")
         frame = np.asarray(self._env.envs[0].render())
         if frame.dtype != np.uint8:  # MinAtar renders floats in [0, 1] on a 10x10 grid
             frame = (frame * 255).astype(np.uint8)
@@ -335,8 +374,11 @@ def make_atari_frames_env(task: Task, render_mode: str | None = None) -> gymnasi
     return AtariFrames(env, task.preprocessing, max_steps)
 
 
-def make_vec_env(task: Task, num_envs: int = 1, seed: int = 0, render: bool = False) -> VecEnv:
-    """The task's vectorised env; ``render=True`` makes env 0 able to give RGB frames."""
+def make_vec_env(
+    task: Task, num_envs: int = 1, seed: int = 0, render: bool = False, asynchronous: bool = False
+) -> VecEnv:
+    """The task's vectorised env; ``render=True`` makes env 0 able to give RGB frames.
+    ``asynchronous`` puts gymnasium envs in worker processes (ALE's steps in its threads anyway)."""
     if task.backend == "atari" and task.preprocessing == "ale":
         return AtariVecEnv(task, num_envs, seed)
-    return GymVecEnv(task, num_envs, seed, render=render)
+    return GymVecEnv(task, num_envs, seed, render=render, asynchronous=asynchronous)

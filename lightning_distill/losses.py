@@ -66,6 +66,7 @@ def distillation_loss(
         raise ConfigError(
             f"student and teacher Q-values differ in shape: {tuple(q_student.shape)} vs {tuple(q_teacher.shape)}"
         )
+    q_student = q_student.float()  # under bf16 autocast the student's outputs are bf16: the loss is not
     if kind == "kl":
         per_sample, grad = kl_loss(q_student, q_teacher.float(), tau)
     elif kind == "mse":

@@ -225,6 +225,24 @@ def test_proposed_student_starts_from_the_teachers_features_and_can_freeze_them(
     assert optimised == {id(p) for p in module.student.shared.parameters()}
 
 
+def test_channels_last_students_keep_their_layout_through_the_teachers_features_and_act_the_same():
+    """``channels_last`` (a measured speed option for Atari) changes the memory layout only."""
+    from lightning_distill.modules import Distillation
+    from lightning_distill.teachers import load_teacher
+
+    teachers = [load_teacher(ref, task) for task, ref in GAMES.items()]
+    plain = Distillation(tasks=list(GAMES), head_hidden=[32])
+    fast = Distillation(tasks=list(GAMES), head_hidden=[32], channels_last=True)
+    fast.student.shared.load_state_dict(plain.student.shared.state_dict())
+    for module in (plain, fast):
+        module.copy_teacher_features(teachers)
+    conv = fast.student.extractors[0].net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    obs = [torch.randint(0, 2, (5, *task.obs_shape), dtype=torch.uint8) for task in plain.tasks]
+    for q_plain, q_fast in zip(plain.student.forward_tasks(obs), fast.student.forward_tasks(obs), strict=True):
+        torch.testing.assert_close(q_fast, q_plain, rtol=1e-5, atol=1e-5)
+
+
 def test_proposed_extractors_take_each_teachers_shape_and_keep_it_in_the_checkpoint(tmp_path):
     from lightning_distill.modules import Distillation
     from lightning_distill.modules.base import load_agent

@@ -47,7 +47,10 @@ class DistillDataModule(RLDataModule):
         train_freq: env steps per task (per env) between two updates (the paper: 4).
         checkpoint_replay: store every task's replay memory (experiences, H-PR partitions,
             ranks and priorities) in each checkpoint, so that a resumed run samples from the
-            same memory. Off by default: 100k MinAtar experiences are ~130 MB a task.
+            same memory. Checkpoints hold the stored experiences only.
+        async_envs: step gymnasium tasks' envs (MinAtar, classic control) in worker processes,
+            one per env. Atari's envs step in ALE's threads either way. Collection always
+            overlaps the envs' step with the replay writes and the update that follows it.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class DistillDataModule(RLDataModule):
         learning_starts: int = 10_000,
         train_freq: int = 4,
         checkpoint_replay: bool = False,
+        async_envs: bool = False,
         evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
@@ -83,6 +87,8 @@ class DistillDataModule(RLDataModule):
         self.learning_starts = learning_starts
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
+        self.async_envs = async_envs
+        self._stepping = False  # the envs are stepping the last actions sent
         self.teachers: list[Teacher | PolicyTeacher] | None = None
         self.envs: list[VecEnv] | None = None
         self.memories: list[TaskMemory] = []
@@ -117,7 +123,10 @@ class DistillDataModule(RLDataModule):
 
             seed = self.rank_seed
             self._rng = np.random.default_rng(seed)
-            self.envs = [make_vec_env(t, self.num_envs, seed=seed + 1000 * i) for i, t in enumerate(self._tasks)]
+            self.envs = [
+                make_vec_env(t, self.num_envs, seed=seed + 1000 * i, asynchronous=self.async_envs)
+                for i, t in enumerate(self._tasks)
+            ]
             self.memories = [
                 TaskMemory(
                     self.replay.make_buffer(task, teacher, self.batch_size, seed=seed + 1000 * i),
@@ -129,12 +138,14 @@ class DistillDataModule(RLDataModule):
             ]
             self._obs = [env.reset() for env in self.envs]
             self._new_episode = [np.ones(self.num_envs, dtype=bool) for _ in self.envs]
+            self._stepping = False
 
     def teardown(self, stage: str) -> None:
         if stage == "fit" and self.envs is not None:
+            self.finish_env_steps()  # worker processes close cleanly with no step in flight
             for env in self.envs:
                 env.close()
-            self.envs = None
+            self.envs, self._stepping = None, False
 
     @torch.inference_mode()
     def collect(self, steps: int) -> None:
@@ -143,27 +154,43 @@ class DistillDataModule(RLDataModule):
 
         Each step is one student call over all tasks' observations (the layers tasks share run
         once over all rows), the teachers' calls, and one copy to the host of everything the
-        envs and the memories need."""
+        envs and the memories need. The envs step in the background (``VecEnv.step_async``)
+        while the step's experiences are written, and the last step of a call goes on stepping
+        through the update that follows: the next call waits for it first. Every action is
+        still chosen by the parameters of every update so far (no lag): an update starts
+        after its batch's last actions were chosen and before the observations they lead to
+        are acted on."""
         actor = multi_task_actor(self.acting_module)
         device = actor.device
         teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
         if next(teachers[0].parameters()).device != device:
             teachers = self.teachers = [teacher.to(device) for teacher in teachers]
         for _ in range(steps):
+            self.finish_env_steps()
             obs = [torch.as_tensor(o, device=device) for o in self._obs]
             greedy, labels = act(actor, teachers, obs)
             greedy_host, *labels_host = to_host([greedy, *(t for pair in labels for t in pair)])
             actions = greedy_host.numpy().reshape(len(self._tasks), self.num_envs)
-            for i, (task, env, memory) in enumerate(zip(self._tasks, envs, self.memories, strict=True)):
-                explored = epsilon_greedy(actions[i], self.epsilon, task.num_actions, self._rng)
+            for i, (task, env) in enumerate(zip(self._tasks, envs, strict=True)):
+                env.step_async(epsilon_greedy(actions[i], self.epsilon, task.num_actions, self._rng))
+            self._stepping = True
+            for i, memory in enumerate(self.memories):
                 memory.add(self._obs[i], labels_host[2 * i], labels_host[2 * i + 1], self._new_episode[i])
-                step = env.step(explored)
-                self._obs[i] = step.obs
-                self._new_episode[i] = step.terminated | step.truncated
-                finished = env.episodes.pop_finished()
-                if finished:
-                    self.record_episodes(task, finished)
             self.env_steps += self.num_envs * len(self._tasks)
+
+    def finish_env_steps(self) -> None:
+        """Wait for the envs' step in progress, if any: the next observations, episode ends
+        and finished episodes' returns."""
+        if not self._stepping:
+            return
+        for i, (task, env) in enumerate(zip(self._tasks, ready(self.envs, "the envs"), strict=True)):
+            step = env.step_wait()
+            self._obs[i] = step.obs
+            self._new_episode[i] = step.terminated | step.truncated
+            finished = env.episodes.pop_finished()
+            if finished:
+                self.record_episodes(task, finished)
+        self._stepping = False
 
     def ready(self) -> bool:
         return all(len(m) >= max(self.learning_starts, 1) for m in self.memories)

@@ -46,6 +46,9 @@ class Distillation(RLModule):
             task's extractor when training starts (the paper's initialisation).
         freeze_extractors: proposed only: keep the task extractors fixed (the paper trains
             them end to end; freezing is an ablation).
+        channels_last: keep the convolutions' weights in channels-last memory format. Measured
+            (``benchmarks/network_options.py``): 1.2x Atari updates on a 2-core Xeon, 2.3x with
+            ``trainer.precision: bf16-mixed``; no gain at MinAtar's size.
         hidden, mlp_hidden: deprecated (before 0.2) names of ``head_hidden``, ``extractor_hidden``.
     """
 
@@ -65,6 +68,7 @@ class Distillation(RLModule):
         rmsprop_eps: float = 1e-6,
         init_from_teachers: bool = True,
         freeze_extractors: bool = False,
+        channels_last: bool = False,
         hidden: Sequence[int] | None = None,
         mlp_hidden: Sequence[int] | None = None,
     ) -> None:
@@ -99,6 +103,8 @@ class Distillation(RLModule):
         if self.hparams.freeze_extractors:
             for extractor in student.per_task_extractors() or []:
                 extractor.requires_grad_(False)
+        if self.hparams.get("channels_last", False):
+            student = student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
         return student
 
     def forward(self, obs: torch.Tensor, task_index: int = 0) -> torch.Tensor:
@@ -169,8 +175,8 @@ class Distillation(RLModule):
         log = self.should_log()
         metrics: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=self.device)
-        for i, minibatch in enumerate(batch):
-            q_student = self.student(minibatch["obs"], i)
+        q_students = self.student.forward_tasks([minibatch["obs"] for minibatch in batch])
+        for i, (minibatch, q_student) in enumerate(zip(batch, q_students, strict=True)):
             out = distillation_loss(
                 q_student, minibatch["q_teacher"], self.hparams.loss, self.tau_of(i), minibatch["weight"]
             )
@@ -188,6 +194,7 @@ class Distillation(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.student.parameters() if p.requires_grad]
+        # foreach: one kernel per step for all parameters (the same numbers, ~6% faster updates on CPU)
         return torch.optim.RMSprop(
-            params, lr=self.hparams.lr, alpha=self.hparams.rmsprop_alpha, eps=self.hparams.rmsprop_eps
+            params, lr=self.hparams.lr, alpha=self.hparams.rmsprop_alpha, eps=self.hparams.rmsprop_eps, foreach=True
         )
