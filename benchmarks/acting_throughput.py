@@ -18,7 +18,9 @@ Variants, alternating within each round so machine noise hits all alike:
   a student call per task in the update, RMSProp one parameter at a time, evaluation task by task;
 - ``pipeline``: the package as it is (defaults);
 - ``bf16_cl``: the pipeline with ``trainer.precision: bf16-mixed`` and ``channels_last: true``
-  (``benchmarks/network_options.py`` measures these options alone).
+  (``benchmarks/network_options.py`` measures these options alone);
+- ``async_envs``: the pipeline with gymnasium's envs in worker processes (MinAtar; Atari's step
+  in ALE's threads in every variant but the reference). Not run by default.
 
 The projection: the paper's proposed-student run is 10 games x 4M agent steps, one update per
 4 agent steps of each game (1M updates), and an evaluation of 100,000 steps per game every
@@ -55,6 +57,7 @@ from lightning_distill.modules import Distillation  # noqa: E402
 from lightning_distill.tasks import PAPER_ATARI_GAMES, Task  # noqa: E402
 
 MINATAR = ["asterix", "breakout", "freeway", "seaquest", "space_invaders"]
+VARIANTS = ("reference", "pipeline", "bf16_cl", "async_envs")
 #: the paper's run (spec section 7): agent steps per game, games, agent steps per update, eval steps
 PAPER_STEPS, PAPER_GAMES, STEPS_PER_UPDATE, PAPER_EVAL_STEPS = 4_000_000, 10, 4, 40_000_000
 
@@ -160,6 +163,7 @@ def fit_once(args, tasks: list[Task], teachers: list[str], variant: str) -> dict
         train_freq=STEPS_PER_UPDATE,
         evaluation=EvalBudget(episodes="auto", steps=args.eval_steps, num_envs=args.num_envs),
         seed=0,
+        async_envs=variant == "async_envs",
     )
     # MinAtar: the quick start's shared layers; Atari: the paper's (3136 -> 1028 -> 512 -> 18)
     head_hidden = [256, 128] if tasks[0].backend == "minatar" else "auto"
@@ -265,8 +269,8 @@ def main() -> None:
     parser.add_argument("--variants", default="reference,pipeline,bf16_cl", help="reference first")
     args = parser.parse_args()
     args.variants = args.variants.split(",")
-    if args.variants[0] != "reference" or not set(args.variants) <= {"reference", "pipeline", "bf16_cl"}:
-        parser.error(f"--variants {args.variants}: reference first, then any of pipeline, bf16_cl")
+    if args.variants[0] != "reference" or not set(args.variants) <= set(VARIANTS):
+        parser.error(f"--variants {args.variants}: reference first, then any of {VARIANTS[1:]}")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     print(

@@ -146,8 +146,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    threads = torch.get_num_threads()
+    print(f"machine: {cpu or platform.machine()}, {threads} threads, torch {torch.__version__}, GPU {gpu}")
     shapes = list(SHAPES) if args.shape == "both" else [args.shape]
     line = []
     for shape in shapes:

@@ -15,11 +15,12 @@ import math
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_distill.contracts import TeacherSource
 from lightning_distill.errors import ConfigError
-from lightning_distill.evaluation import evaluate
+from lightning_distill.evaluation import evaluate_tasks
 from lightning_distill.modules.base import as_rl_module
 from lightning_distill.upstream import datamodule_of
 
@@ -68,14 +69,16 @@ class TeacherComparison(pl.Callback):
                 "TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
                 f"got {type(datamodule).__name__}; give teacher_scores instead"
             )
+        teachers = [teacher.to(pl_module.device) for teacher in datamodule.load_teachers()]
+
+        def act(tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+            return [teachers[i].act(o) for i, o in zip(tasks, obs, strict=True)]
+
         budget = datamodule.evaluation.as_kwargs()
-        scores = []
-        for task, teacher in zip(datamodule.tasks, datamodule.load_teachers(), strict=True):
-            teacher = teacher.to(pl_module.device)
-            result = evaluate(teacher.act, task, device=pl_module.device, **budget)
+        results = evaluate_tasks(act, datamodule.tasks, device=pl_module.device, **budget)
+        for task, result in zip(datamodule.tasks, results, strict=True):
             rank_zero_info(f"teacher {task.id}: {result.mean:.2f} over {result.count} episodes")
-            scores.append(result.mean)
-        return scores
+        return [result.mean for result in results]
 
     def _ensure_scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
         num_tasks = len(as_rl_module(pl_module, "TeacherComparison").tasks)
