@@ -156,10 +156,10 @@ class DistillDataModule(RLDataModule):
         once over all rows), the teachers' calls, and one copy to the host of everything the
         envs and the memories need. The envs step in the background (``VecEnv.step_async``)
         while the step's experiences are written, and the last step of a call goes on stepping
-        through the update that follows: the next call waits for it first. Every action is
-        still chosen by the parameters of every update so far (no lag): an update starts
-        after its batch's last actions were chosen and before the observations they lead to
-        are acted on."""
+        through the update that follows: the next call waits for it first. The overlap adds
+        no lag, since the observations a step returns are acted on after that update. The lag
+        there is comes from Lightning, which fetches the next batch before the current update:
+        the student that acts is at most one update old (tested)."""
         actor = multi_task_actor(self.acting_module)
         device = actor.device
         teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
