@@ -183,6 +183,7 @@ class DistillDataModule(RLDataModule):
         and finished episodes' returns."""
         if not self._stepping:
             return
+        self._stepping = False  # an env that fails here is not waited for again at teardown
         for i, (task, env) in enumerate(zip(self._tasks, ready(self.envs, "the envs"), strict=True)):
             step = env.step_wait()
             self._obs[i] = step.obs
@@ -190,7 +191,6 @@ class DistillDataModule(RLDataModule):
             finished = env.episodes.pop_finished()
             if finished:
                 self.record_episodes(task, finished)
-        self._stepping = False
 
     def ready(self) -> bool:
         return all(len(m) >= max(self.learning_starts, 1) for m in self.memories)
