@@ -70,6 +70,8 @@ def reference_collect(self: DistillDataModule, steps: int) -> None:
     device = module.device
     teachers, envs = self.load_teachers(), self.envs
     assert envs is not None
+    if next(teachers[0].parameters()).device != device:  # as collect does: on the GPU, once
+        teachers = self.teachers = [teacher.to(device) for teacher in teachers]
     for _ in range(steps):
         for i, (task, env, teacher, memory) in enumerate(zip(self.tasks, envs, teachers, self.memories, strict=True)):
             obs = self._obs[i]
@@ -216,7 +218,7 @@ def suite(args, name: str) -> dict[str, float]:
             median[f"{variant}_{key}_speedup"] = statistics.median(
                 run[key] / ref[key] for run, ref in zip(runs[variant], runs["reference"], strict=True)
             )
-    print(f"\n{name}: median rates (agent steps/s; updates/s), and x reference")
+    print(f"\n{name}: median rates (agent steps/s; updates/s), and x reference (median of the rounds' ratios)")
     print(f"{'variant':12s} {'collect':>9s} {'x':>5s} {'update':>8s} {'x':>5s} {'eval':>8s} {'x':>5s}")
     for variant in args.variants:
         cells = []
@@ -278,6 +280,7 @@ def main() -> None:
         f"torch {torch.__version__}, GPU {gpu}, accelerator {args.accelerator}",
         flush=True,
     )
+    print("arguments: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as teacher_dir:
         args.teacher_dir = teacher_dir

@@ -125,12 +125,12 @@ def measure(args, shape: str) -> dict[str, float]:
     result = {key: statistics.median(values) for key, values in rates.items()}
     print(f"\n{shape}: {len(tasks)} games, acting {args.acting_rows} rows a game, updates 32 a game ({args.device})")
     print(
-        f"{'variant':16s} {'acting calls/s':>15s} {'x fp32':>7s} {'updates/s':>10s} {'x fp32':>7s} {'warm-up s':>10s}"
+        f"{'variant':20s} {'acting calls/s':>15s} {'x fp32':>7s} {'updates/s':>10s} {'x fp32':>7s} {'warm-up s':>10s}"
     )
     for name in VARIANTS:
         act_rate, update_rate = result[f"act_{name}"], result[f"update_{name}"]
         print(
-            f"{name:16s} {act_rate:15.1f} {act_rate / result['act_fp32']:7.2f} "
+            f"{name:20s} {act_rate:15.1f} {act_rate / result['act_fp32']:7.2f} "
             f"{update_rate:10.1f} {update_rate / result['update_fp32']:7.2f} {setups[name][2]:10.1f}"
         )
     return result

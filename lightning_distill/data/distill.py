@@ -49,8 +49,10 @@ class DistillDataModule(RLDataModule):
             ranks and priorities) in each checkpoint, so that a resumed run samples from the
             same memory. Checkpoints hold the stored experiences only.
         async_envs: step gymnasium tasks' envs (MinAtar, classic control) in worker processes,
-            one per env. Atari's envs step in ALE's threads either way. Collection always
-            overlaps the envs' step with the replay writes and the update that follows it.
+            one per env, overlapped with the replay writes and the next update, as Atari's envs
+            are in ALE's threads either way. In-line gymnasium envs step when waited for. A
+            script (not the CLI) that sets it needs an ``if __name__ == "__main__":`` guard:
+            the workers start by ``spawn``, which TorchRL selects.
     """
 
     def __init__(
@@ -154,9 +156,10 @@ class DistillDataModule(RLDataModule):
 
         Each step is one student call over all tasks' observations (the layers tasks share run
         once over all rows), the teachers' calls, and one copy to the host of everything the
-        envs and the memories need. The envs step in the background (``VecEnv.step_async``)
-        while the step's experiences are written, and the last step of a call goes on stepping
-        through the update that follows: the next call waits for it first. The overlap adds
+        envs and the memories need. Envs that can step in the background (ALE's; gymnasium's
+        with ``async_envs``) do so while the step's experiences are written (``VecEnv.step_async``),
+        and the last step of a call goes on through the update that follows: the next call waits
+        for it first. The overlap adds
         no lag, since the observations a step returns are acted on after that update. The lag
         there is comes from Lightning, which fetches the next batch before the current update:
         the student that acts is at most one update old (tested)."""

@@ -47,7 +47,7 @@ class Distillation(RLModule):
         freeze_extractors: proposed only: keep the task extractors fixed (the paper trains
             them end to end; freezing is an ablation).
         channels_last: keep the convolutions' weights in channels-last memory format. Measured
-            (``benchmarks/network_options.py``): 1.2x Atari updates on a 2-core Xeon, 2.3x with
+            (``benchmarks/network_options.py``): 1.2x Atari updates on a 2-core Xeon, 2.0x with
             ``trainer.precision: bf16-mixed``; no gain at MinAtar's size.
         hidden, mlp_hidden: deprecated (before 0.2) names of ``head_hidden``, ``extractor_hidden``.
     """
