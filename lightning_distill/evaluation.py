@@ -17,6 +17,7 @@ import torch
 
 from lightning_distill.envs import make_vec_env
 from lightning_distill.errors import ConfigError
+from lightning_distill.networks import acting_kernels
 from lightning_distill.tasks import Task
 
 #: observations (a batch, as a tensor) -> the task's own greedy actions (or continuous actions)
@@ -164,8 +165,10 @@ def evaluate_tasks(
     try:
         for task in tasks:
             runs.append(_TaskEvaluation(task, episodes, steps, num_envs, seed, render=False))
+        rows = max(run.env.num_envs for run in runs)
         while playing := [i for i, run in enumerate(runs) if run.playing]:
-            actions = act(playing, [torch.as_tensor(runs[i].obs, device=device) for i in playing])
+            with acting_kernels(tasks, rows):
+                actions = act(playing, [torch.as_tensor(runs[i].obs, device=device) for i in playing])
             for i, host in zip(playing, to_host(actions), strict=True):
                 runs[i].step(host.numpy(), epsilon)
     finally:

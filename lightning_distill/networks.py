@@ -14,7 +14,8 @@ fully connected layers between the features and the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +35,29 @@ def linear_layers(
         layers += [nn.Linear(in_features, width), activation()]
         in_features = width
     return layers, in_features
+
+
+#: rows of a call up to which MinAtar's convolutions run faster on PyTorch's own CPU kernels
+SMALL_CONV_ROWS = 8
+
+
+@contextlib.contextmanager
+def acting_kernels(tasks: Sequence[Task], rows: int) -> Iterator[None]:
+    """The CPU convolution kernels for acting calls of ``rows`` observations a task.
+
+    oneDNN (PyTorch's default) prepares every call; on MinAtar's 10x10 grids at a few rows that
+    costs 2.5-5x PyTorch's own kernels, while for Atari's 84x84 stacks oneDNN is twice as fast
+    (``benchmarks/acting_throughput.py``, docs/results.md). So tasks that are all MinAtar act on
+    PyTorch's kernels up to ``SMALL_CONV_ROWS`` rows; anything else keeps oneDNN. The choice
+    depends on the config alone, so a run is as reproducible as before, but its numbers are not
+    bit-identical to oneDNN's. GPUs are not affected."""
+    native = rows <= SMALL_CONV_ROWS and bool(tasks) and all(task.backend == "minatar" for task in tasks)
+    before = bool(torch.backends.mkldnn.enabled)
+    torch.backends.mkldnn.enabled = before and not native  # type: ignore[assignment]  # a settable flag
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before  # type: ignore[assignment]
 
 
 class FeatureExtractor(nn.Module):

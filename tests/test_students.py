@@ -122,3 +122,25 @@ def test_acting_in_some_tasks_gives_each_of_them_what_its_own_call_gives(archite
     torch.testing.assert_close(q, student(obs[0], 1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="one batch per task"):
         student.forward_tasks(obs, tasks=[0, 1])
+
+
+def test_minatar_acting_at_a_few_rows_runs_on_pytorchs_own_kernels_and_atari_keeps_onednn():
+    """The choice of conv kernels for acting depends on the tasks and the rows alone, and the
+    global flag is restored after each call."""
+    from lightning_distill.networks import SMALL_CONV_ROWS, acting_kernels
+
+    before = torch.backends.mkldnn.enabled
+    with acting_kernels(MINATAR, SMALL_CONV_ROWS):
+        assert not torch.backends.mkldnn.enabled
+    for tasks, rows in ((MINATAR, SMALL_CONV_ROWS + 1), (ATARI, 1), ([*MINATAR, ATARI[0]], 1)):
+        with acting_kernels(tasks, rows):
+            assert torch.backends.mkldnn.enabled == before
+    assert torch.backends.mkldnn.enabled == before
+    student = make_student("proposed", MINATAR, head_hidden=[16])
+    obs = [obs_batch(task, 4) for task in MINATAR]
+    with torch.inference_mode():
+        default = student.forward_tasks(obs)
+        with acting_kernels(MINATAR, 4):
+            native = student.forward_tasks(obs)
+    for a, b in zip(default, native, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # the same values, not the same bits

@@ -20,6 +20,7 @@ from lightning_distill.contracts import MultiTaskActor, multi_task_actor
 from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy, to_host
+from lightning_distill.networks import acting_kernels
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
@@ -171,7 +172,8 @@ class DistillDataModule(RLDataModule):
         for _ in range(steps):
             self.finish_env_steps()
             obs = [torch.as_tensor(o, device=device) for o in self._obs]
-            greedy, labels = act(actor, teachers, obs)
+            with acting_kernels(self._tasks, self.num_envs):
+                greedy, labels = act(actor, teachers, obs)
             greedy_host, *labels_host = to_host([greedy, *(t for pair in labels for t in pair)])
             actions = greedy_host.numpy().reshape(len(self._tasks), self.num_envs)
             for i, (task, env) in enumerate(zip(self._tasks, envs, strict=True)):
