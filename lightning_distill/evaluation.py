@@ -211,7 +211,9 @@ def evaluate(
         while run.playing:
             if on_frame is not None:
                 on_frame(run.env.render())
-            run.step(policy(torch.as_tensor(run.obs, device=device)).cpu().numpy(), epsilon)
+            with acting_kernels([task], run.env.num_envs):
+                actions = policy(torch.as_tensor(run.obs, device=device))
+            run.step(actions.cpu().numpy(), epsilon)
     finally:
         run.env.close()
     return EvalResult.from_returns(run.returns)

@@ -46,7 +46,7 @@ def acting_kernels(tasks: Sequence[Task], rows: int) -> Iterator[None]:
     """The CPU convolution kernels for acting calls of ``rows`` observations a task.
 
     oneDNN (PyTorch's default) prepares every call; on MinAtar's 10x10 grids at a few rows that
-    costs 2.5-5x PyTorch's own kernels, while for Atari's 84x84 stacks oneDNN is twice as fast
+    costs 2.4-5x PyTorch's own kernels, while for Atari's 84x84 stacks oneDNN is the faster
     (``benchmarks/acting_throughput.py``, docs/results.md). So tasks that are all MinAtar act on
     PyTorch's kernels up to ``SMALL_CONV_ROWS`` rows; anything else keeps oneDNN. The choice
     depends on the config alone, so a run is as reproducible as before, but its numbers are not
