@@ -116,7 +116,7 @@ class Distillation(RLModule):
 
     def greedy_actions(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Every task's greedy actions, in task order, from one student call over all tasks."""
-        return torch.cat([q.argmax(dim=-1) for q in self.student.forward_tasks(obs)])
+        return torch.cat(self.act_tasks(range(len(obs)), obs))
 
     def act_tasks(self, tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The tasks' greedy actions from one student call (evaluation's acting path)."""
