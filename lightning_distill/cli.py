@@ -21,7 +21,7 @@ from lightning_distill.data.base import RLDataModule
 from lightning_distill.errors import ConfigError
 from lightning_distill.modules.base import RLModule
 from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
-from lightning_distill.upstream import add_subcommand
+from lightning_distill.upstream import add_subcommand, callbacks_of
 
 DEFAULT_RUN_DIR = "runs"
 #: Subcommands that build no Trainer, model or data module.
@@ -77,6 +77,8 @@ class DistillCLI(LightningCLI):
 
     def __init__(self, args: Any = None, run: bool = True) -> None:
         from jsonargparse import set_parsing_settings
+
+        self.command_line: list[str] = [str(a) for a in (sys.argv[1:] if args is None else args)]
 
         # ``${model.init_args.method}`` means the subcommand's model, as in omegaconf mode
         set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
@@ -175,19 +177,20 @@ class DistillCLI(LightningCLI):
         """Lightning's epoch bar means nothing for an endless stream: ``RLProgress`` replaces it
         unless the config names a progress bar or turns it off. A config that names no checkpoint
         callback gets the project's ``ModelCheckpoint(save_last=True)``, so every run has a
-        ``last.ckpt`` to resume (Lightning's default keeps none)."""
+        ``last.ckpt`` to resume (Lightning's default keeps none); every run gets
+        ``SaveOnInterrupt``, so Ctrl-C and SIGTERM write it at the update reached."""
         from lightning.pytorch.callbacks import Checkpoint
         from lightning.pytorch.callbacks.progress import ProgressBar
 
         from lightning_distill.callbacks.progress import RLProgress
-        from lightning_distill.checkpointing import ModelCheckpoint
+        from lightning_distill.checkpointing import ModelCheckpoint, SaveOnInterrupt
 
         configured = [*(config.get("callbacks") or []), *callbacks]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
             callbacks = [*callbacks, RLProgress()]
         if config.get("enable_checkpointing") is not False and not any(isinstance(c, Checkpoint) for c in configured):
             callbacks = [*callbacks, ModelCheckpoint(save_last=True)]
-        return super()._instantiate_trainer(config, callbacks)
+        return super()._instantiate_trainer(config, [*callbacks, SaveOnInterrupt()])
 
     def before_instantiate_classes(self) -> None:
         """Settings that cannot work here fail now, with one line, not after teachers load; the
@@ -204,7 +207,8 @@ class DistillCLI(LightningCLI):
                 self._continue_run(config, self.checkpoint)
 
     def fit(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
-        """``trainer.fit``; a run that fails before its first update leaves no run folder behind."""
+        """``trainer.fit``; a run that fails before its first update leaves no run folder behind,
+        an interrupted one says in one line where it stopped and how to resume it."""
         from lightning_distill.runs import discard_unstarted_run
 
         try:
@@ -212,7 +216,19 @@ class DistillCLI(LightningCLI):
         except BaseException:
             if self.trainer.global_step == 0 and self.checkpoint is None:
                 discard_unstarted_run(self.trainer)
-            raise
+            interruption = self._interruption()
+            if interruption is None:
+                raise
+            print(interruption_line(interruption, self.command_line), file=sys.stderr, flush=True)
+            raise SystemExit(interruption.exit_code) from None
+
+    def _interruption(self) -> Any:
+        from lightning_distill.checkpointing import SaveOnInterrupt
+
+        for callback in callbacks_of(self.trainer):
+            if isinstance(callback, SaveOnInterrupt) and callback.interruption is not None:
+                return callback.interruption
+        return None
 
     def _set_seed(self) -> None:
         if self.config.get("subcommand") not in STANDALONE:
@@ -234,6 +250,30 @@ class DistillCLI(LightningCLI):
             report_from_config(self.config["report"])
             return
         super()._run_subcommand(subcommand)
+
+
+def resume_command(command_line: list[str]) -> str:
+    """The command that resumes a run: the one that started it, with ``--ckpt_path last``."""
+    import shlex
+
+    args, skip = [], False
+    for arg in command_line:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            args.append(arg)
+    return shlex.join(["python", "-m", "lightning_distill", *args, "--ckpt_path", "last"])
+
+
+def interruption_line(interruption: Any, command_line: list[str]) -> str:
+    """``interrupted (SIGINT) at update 5500: saved ...last.ckpt; resume with: ...``."""
+    head = f"interrupted ({interruption.signal_name}) at update {interruption.step}"
+    if not interruption.saved:
+        reason = "no update was made" if interruption.step == 0 else "no ModelCheckpoint with save_last: true"
+        return f"{head}: nothing saved ({reason})"
+    return f"{head}: saved {interruption.saved[0]}; resume with: {resume_command(command_line)}"
 
 
 def _entries(value: Any) -> list[Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from lightning_distill.checkpointing import checkpoint_step
 from lightning_distill.errors import CheckpointError, refused_pickle_reason
 
 
@@ -111,14 +112,14 @@ def plan_continuation(checkpoint: Checkpoint, save_dir: str | Path, name: str) -
     newer = [
         p
         for p in (run_dir / "checkpoints").glob("last*.ckpt")
-        if p.resolve() != checkpoint.path.resolve() and _step_of(p) > checkpoint.global_step
+        if p.resolve() != checkpoint.path.resolve() and checkpoint_step(p) > checkpoint.global_step
     ]
     if newer:
         return Continuation(
             version=None,
             note=(
                 f"{checkpoint.path} (update {checkpoint.global_step}) is older than "
-                f"{shown / 'checkpoints' / newer[0].name} (update {_step_of(newer[0])}): "
+                f"{shown / 'checkpoints' / newer[0].name} (update {checkpoint_step(newer[0])}): "
                 f"resuming into a new run, {shown} is left as it is"
             ),
         )
@@ -130,13 +131,6 @@ def plan_continuation(checkpoint: Checkpoint, save_dir: str | Path, name: str) -
         wandb_id=checkpoint.run.get("wandb_id"),
         note=f"continuing {shown} from update {checkpoint.global_step}",
     )
-
-
-def _step_of(path: Path) -> int:
-    try:
-        return int(torch.load(path, weights_only=True, map_location="cpu", mmap=True).get("global_step", 0))
-    except Exception:  # an unreadable file is no newer state
-        return -1
 
 
 def keep_metrics_rows(metrics_csv: Path, rows: int, last_step: int | None = None) -> None:

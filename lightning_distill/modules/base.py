@@ -49,6 +49,7 @@ class RLModule(pl.LightningModule):
             raise ConfigError(f"{type(self).__name__} needs at least one task (got {tasks!r})")
         self.tasks: list[Task] = [Task.coerce(t) for t in tasks]
         self.last_evaluation: dict[str, EvalResult] = {}  # task id -> latest validation result
+        self.evaluated_at = -1  # the update of the latest evaluation during fit
         self.restored_step: int | None = None  # the update of the checkpoint this module was loaded from
 
     @property
@@ -150,9 +151,23 @@ class RLModule(pl.LightningModule):
             if len(self.tasks) == 1:
                 metrics["eval/return"] = result.mean
             self.last_evaluation[task.id] = result
+        if self.trainer.state.fn == "fit":
+            self.evaluated_at = self.global_step
         if self.trainer.state.fn == "validate" and self.restored_step is not None:
             metrics["step"] = float(self.restored_step)  # Lightning logs at this step: the checkpoint's update
         self.log_dict(metrics, batch_size=1)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """A run ends with an evaluation of its last update: when ``max_steps`` (or ``max_epochs``)
+        is not a multiple of the evaluation interval, the last one is added, so that every run
+        has a result, a best checkpoint and its final table."""
+        trainer = self.trainer
+        if not trainer.enable_validation or self.evaluated_at == self.global_step:
+            return
+        if trainer.max_steps > 0 and self.global_step >= trainer.max_steps:
+            trainer.should_stop = True  # Lightning evaluates before a requested stop
+        elif trainer.max_steps <= 0 and trainer.current_epoch + 1 >= (trainer.max_epochs or 0) > 0:
+            trainer.check_val_every_n_epoch = 1  # this (last) iteration's end evaluates
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """``all_gather`` of one tensor: every rank's, stacked along a new first dimension."""
