@@ -227,12 +227,7 @@ def find_last_checkpoint(save_dir: str | Path, name: str) -> Path:
         (p for p in Path(save_dir, name).glob("version_*") if p.is_dir() and p.name[8:].isdigit()),
         key=lambda p: int(p.name[8:]),
     )
-    if not runs:
-        raise CheckpointError(
-            f"--ckpt_path last: no run in {Path(save_dir, name, 'version_*')}; "
-            "give the checkpoint's path, or start the run without --ckpt_path"
-        )
-    newest = _last_checkpoints(runs[-1])
+    newest = _last_checkpoints(runs[-1]) if runs else []
     if newest:
         return newest[-1]
     older = [ckpt for run in runs[:-1] for ckpt in _last_checkpoints(run)]

@@ -388,42 +388,11 @@ def check_config_files(args: list[str]) -> None:
             raise ConfigError(f"--config {path!r} is not valid YAML:{where}: {problem}") from None
 
 
-def alias_legacy_callbacks() -> None:
-    """Configs written before the callbacks moved into the package name ``callbacks.<Name>``:
-    under this CLI that name still resolves (with a deprecation message), as an in-process alias
-    only, never installed, and never over another distribution's ``callbacks`` package."""
-    import importlib.util
-    import types
-
-    if "callbacks" in sys.modules or importlib.util.find_spec("callbacks") is not None:
-        return
-    alias = types.ModuleType("callbacks", "Deprecated alias of lightning_distill.callbacks (configs before 0.2).")
-
-    warned: set[str] = set()
-
-    def resolve(name: str) -> Any:
-        import lightning_distill.callbacks as moved
-
-        if name.startswith("__") or not hasattr(moved, name):
-            raise AttributeError(f"module 'callbacks' has no attribute {name!r}")
-        if name not in warned:  # once, as one line: the parser resolves a class path several times
-            warned.add(name)
-            print(
-                f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config",
-                file=sys.stderr,
-            )
-        return getattr(moved, name)
-
-    alias.__getattr__ = resolve  # type: ignore[method-assign]
-    sys.modules["callbacks"] = alias
-
-
 def main(args: list[str] | None = None) -> int:
     """Entry point; bad input exits with status 2 and one line on stderr."""
     from lightning_distill.errors import one_line_errors
 
     quiet_third_party_output()
-    alias_legacy_callbacks()
     with one_line_errors():
         check_config_files(sys.argv[1:] if args is None else args)
         DistillCLI(args=args)

@@ -41,15 +41,13 @@ class EvalBudget:
         seed: seed of the evaluation envs and exploration (the same at every evaluation).
     """
 
-    episodes: int | Literal["auto"] | None = "auto"
+    episodes: int | Literal["auto"] = "auto"
     steps: int | None = None
     epsilon: float = EVAL_EPSILON
     num_envs: int = 1
     seed: int = 12345
 
     def __post_init__(self) -> None:
-        if self.episodes is None:  # as written before ``auto``
-            self.episodes = "auto"
         if self.episodes != "auto" and self.steps is not None:
             raise ConfigError(
                 f"evaluation: set episodes or steps, not both (episodes={self.episodes}, steps={self.steps})"

@@ -156,13 +156,6 @@ def default_head_hidden(task: Task) -> tuple[int, ...]:
     return {"atari": (512,), "minatar": (128,)}.get(task.backend, ())
 
 
-def as_widths(value: int | Sequence[int]) -> tuple[int, ...]:
-    """Widths as a tuple; an int is one layer of that width (0: none), as releases before 0.2 stored."""
-    if isinstance(value, int):
-        return (value,) if value else ()
-    return tuple(value)
-
-
 class QNetwork(nn.Module):
     """``features`` -> [FC, ReLU] per ``head_hidden`` width -> FC num_actions: Q-values over the
     task's own actions."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lightning_distill.checks import check_output_folder
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EVAL_EPSILON, EvalResult, evaluate
 
@@ -93,11 +93,7 @@ def check_video_path(video: str) -> None:
     path = Path(video)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ConfigError(f"--video {video!r}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"--video {video!r}: the folder {str(folder)!r} does not exist; create it or write elsewhere")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--video {video!r}: the folder {str(folder)!r} is not writable")
+    check_output_folder("--video", video)
 
 
 def video_frames(path: str) -> int:

@@ -68,13 +68,11 @@ def load_checkpoint_dict(path: str | Path, flag: str = "--ckpt_path") -> dict[st
 
 def read_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> Checkpoint:
     """A checkpoint's step, hyperparameters and run identity, or one line that says why not."""
-    from lightning_distill.modules.base import CHECKPOINT_KEY, module_class
+    from lightning_distill.modules.base import CHECKPOINT_KEY
 
     state = load_checkpoint_dict(path, flag)
     meta = state.get(CHECKPOINT_KEY) or {}
     hparams = dict(state.get("hyper_parameters") or {})
-    if "class_path" in meta:  # names and types of earlier releases, upgraded
-        hparams = module_class(meta["class_path"]).upgrade_hparams(hparams)
     return Checkpoint(
         path=Path(path),
         global_step=int(state.get("global_step", 0)),

@@ -195,22 +195,3 @@ def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path, monke
     runs = sorted((tmp_path / "runs" / "teacher_cartpole").iterdir())
     assert [r.name for r in runs] == ["version_0", "version_1"]
     assert all((r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs)
-
-
-def test_a_config_with_the_old_top_level_callbacks_paths_still_runs_and_says_so(tmp_path, capsys):
-    old = tmp_path / "old.yaml"
-    old.write_text(
-        (REPO / "configs/teacher/cartpole.yaml").read_text().replace("lightning_distill.callbacks.", "callbacks.")
-    )
-    assert "class_path: callbacks.EpsilonSchedule" in old.read_text()
-    with pytest.raises(SystemExit) as info:
-        run_cli("fit", "--config", str(old), "--print_config")
-    assert info.value.code in (None, 0)
-    captured = capsys.readouterr()
-    callbacks = yaml.safe_load(captured.out)["trainer"]["callbacks"]
-    assert any(c["class_path"].endswith("EpsilonSchedule") for c in callbacks)
-    warnings = sorted(line for line in captured.err.splitlines() if "deprecated" in line)
-    assert warnings == [
-        f"warning: callbacks.{name} is deprecated; write lightning_distill.callbacks.{name} in the config"
-        for name in ("EpsilonSchedule", "WandbMedia")
-    ]  # once each

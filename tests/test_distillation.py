@@ -291,21 +291,19 @@ def test_teacher_features_of_an_unknown_layout_fail_naming_the_option_to_set():
         module.copy_teacher_features([Teacher(network, "CartPole-v1")])
 
 
-def test_old_hyperparameter_names_still_work_with_one_message(capsys):
-    from lightning_distill.modules import DQN, PPO, Distillation
-    from lightning_distill.teachers import load_teacher
+def test_old_hyperparameter_names_are_refused_and_every_bundled_teacher_stores_this_releases_names(capsys):
+    import torch
 
-    module = Distillation(tasks=["CartPole-v1"], hidden=[16], mlp_hidden=[8])
-    assert (module.hparams.head_hidden, module.hparams.extractor_hidden) == ((16,), (8,))
-    assert "hidden" not in module.hparams and "mlp_hidden" not in module.hparams
-    assert module.student.extractors[0].hidden == (8,)
-    assert DQN(tasks=["CartPole-v1"], hidden=32).q_net.head[0].out_features == 32
-    assert PPO(tasks=["CartPole-v1"], hidden=[8]).actor_critic.actor_features.hidden == (8,)
-    err = capsys.readouterr().err
-    assert "warning: Distillation's hidden is deprecated; write model.init_args.head_hidden" in err
-    assert "warning: DQN's hidden is deprecated; write model.init_args.head_hidden" in err
-    assert "warning: PPO's hidden is deprecated; write model.init_args.extractor_hidden" in err
-    # Checkpoints of earlier releases (the bundled teachers among them) load under the new names, silently.
+    from lightning_distill.modules import DQN, PPO, Distillation
+    from lightning_distill.teachers import BUNDLED_DIR, load_teacher
+
+    for module in (DQN, PPO, Distillation):  # dropped in 0.8 (names of releases before 0.2)
+        with pytest.raises(TypeError, match="hidden"):
+            module(tasks=["CartPole-v1"], hidden=[16])
+    for path in sorted(BUNDLED_DIR.glob("*/*.ckpt")):
+        hparams = torch.load(path, weights_only=True, mmap=True)["hyper_parameters"]
+        assert not {"hidden", "mlp_hidden"} & set(hparams), path
+        assert all(not isinstance(hparams.get(k), int) for k in ("head_hidden", "extractor_hidden")), path
     load_teacher("bundled:minatar/breakout")
     load_teacher("bundled:ppo/cartpole_centered")
     assert capsys.readouterr().err == ""

@@ -1,7 +1,5 @@
 """Lightning callbacks of lightning_distill: epsilon schedule, teacher comparison, W&B media, progress.
-
-Configs name them ``lightning_distill.callbacks.<Name>``; the old ``callbacks.<Name>`` paths still
-work under the CLI, with a deprecation message (``lightning_distill.cli.alias_legacy_callbacks``)."""
+Configs name them ``lightning_distill.callbacks.<Name>``."""
 
 from lightning_distill.callbacks.exploration import EpsilonSchedule
 from lightning_distill.callbacks.progress import RLProgress

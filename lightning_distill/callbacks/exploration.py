@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import lightning.pytorch as pl
 
+from lightning_distill.checks import AT_LEAST_1, UNIT, Range, check_ranges
 from lightning_distill.contracts import ExperienceSource, datamodule_as
-from lightning_distill.errors import ConfigError
 from lightning_distill.modules.base import as_rl_module
 
 
@@ -18,11 +20,10 @@ class EpsilonSchedule(pl.Callback):
     update, and logs it as ``train/epsilon`` (for the project's ``RLModule`` agents).
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {"start": UNIT, "end": UNIT, "decay_steps": AT_LEAST_1}
+
     def __init__(self, start: float = 1.0, end: float = 0.1, decay_steps: int = 1_000_000) -> None:
-        if not (0.0 <= end <= 1.0 and 0.0 <= start <= 1.0):
-            raise ConfigError(f"epsilon start and end must be in [0, 1], got start={start}, end={end}")
-        if decay_steps < 1:
-            raise ConfigError(f"decay_steps must be >= 1, got {decay_steps}")
+        check_ranges("EpsilonSchedule", self.RANGES, locals())
         self.start, self.end, self.decay_steps = start, end, decay_steps
 
     def value(self, env_steps: int) -> float:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks.progress import ProgressBar
 
+from lightning_distill.checks import POSITIVE, Range, check_ranges
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.upstream import datamodule_of
 
@@ -48,7 +49,10 @@ class RLProgress(ProgressBar):
         live: a live bar (``True``) or printed lines (``False``); ``None``: a bar on a terminal.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {"refresh_seconds": POSITIVE, "log_seconds": POSITIVE}
+
     def __init__(self, refresh_seconds: float = 0.5, log_seconds: float = 30.0, live: bool | None = None) -> None:
+        check_ranges("RLProgress", self.RANGES, locals())
         super().__init__()
         self.refresh_seconds, self.log_seconds, self.live = refresh_seconds, log_seconds, live
         self._enabled = True

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_distill.checks import FINITE, Range, check_ranges
 from lightning_distill.contracts import TeacherSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import evaluate_tasks
@@ -58,7 +60,10 @@ class TeacherComparison(pl.Callback):
             budget (the same protocol and seed as the student's evaluations).
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {"teacher_scores": FINITE}
+
     def __init__(self, teacher_scores: Sequence[float] | None = None) -> None:
+        check_ranges("TeacherComparison", self.RANGES, locals())
         self.teacher_scores = None if teacher_scores is None else [float(s) for s in teacher_scores]
         self.best: tuple[float, int, list[tuple[str, float, float, float]]] | None = None
 

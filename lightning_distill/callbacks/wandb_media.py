@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
+from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
 from lightning_distill.contracts import ReplaySource
 from lightning_distill.modules.base import RLModule, as_rl_module
 from lightning_distill.replay.memory import TaskMemory
@@ -57,7 +58,10 @@ class WandbMedia(pl.Callback):
         fps: frames per second of the videos.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {"video_every": NON_NEGATIVE, "video_steps": AT_LEAST_1, "fps": AT_LEAST_1}
+
     def __init__(self, video_every: int = 1, video_steps: int = 1000, fps: int = 30) -> None:
+        check_ranges("WandbMedia", self.RANGES, locals())
         self.video_every, self.video_steps, self.fps = video_every, video_steps, fps
         self.evaluations = 0
 

@@ -8,12 +8,13 @@ import dataclasses
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_distill.checks import NON_NEGATIVE, Range, check_ranges
 from lightning_distill.evaluation import EvalBudget
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
@@ -41,7 +42,10 @@ class RLDataModule(pl.LightningDataModule):
         seed: seed of the training environments (evaluation has its own, in ``evaluation``).
     """
 
+    RANGES: ClassVar[dict[str, Range]] = {"seed": NON_NEGATIVE}
+
     def __init__(self, evaluation: EvalBudget = EvalBudget(), seed: int = 0) -> None:
+        check_ranges("data.init_args", RLDataModule.RANGES, locals())
         super().__init__()
         self.evaluation = dataclasses.replace(evaluation) if evaluation is not None else EvalBudget()
         self.seed = seed

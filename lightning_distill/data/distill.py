@@ -9,13 +9,14 @@ task, one minibatch per task is sampled and the list of them is one training bat
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
+from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
 from lightning_distill.contracts import MultiTaskActor, multi_task_actor
 from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.errors import ConfigError
@@ -56,6 +57,13 @@ class DistillDataModule(RLDataModule):
             the workers start by ``spawn``, which TorchRL selects.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = RLDataModule.RANGES | {
+        "num_envs": AT_LEAST_1,
+        "batch_size": AT_LEAST_1,
+        "learning_starts": NON_NEGATIVE,
+        "train_freq": AT_LEAST_1,
+    }
+
     def __init__(
         self,
         tasks: Sequence[Task],
@@ -70,6 +78,7 @@ class DistillDataModule(RLDataModule):
         evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
+        check_ranges("data.init_args", self.RANGES, locals())
         super().__init__(evaluation=evaluation, seed=seed)
         self._tasks = [Task.coerce(t) for t in tasks]
         if not self._tasks:
@@ -78,10 +87,6 @@ class DistillDataModule(RLDataModule):
             raise ConfigError(
                 f"data.init_args.teachers has {len(teachers)} entries for {len(self._tasks)} tasks "
                 f"{[t.id for t in self._tasks]}: give one teacher per task, in the same order"
-            )
-        if train_freq < 1 or num_envs < 1 or batch_size < 1:
-            raise ConfigError(
-                f"train_freq, num_envs and batch_size must be >= 1, got {train_freq}, {num_envs}, {batch_size}"
             )
         self.teacher_refs = [str(t) for t in teachers]
         self.replay = replay or UniformReplay()

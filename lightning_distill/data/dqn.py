@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
 from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
-from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
 from lightning_distill.replay.memory import TransitionMemory
 from lightning_distill.tasks import Task
@@ -35,6 +36,14 @@ class DQNDataModule(RLDataModule):
             samples from the same transitions): the transitions held, not the capacity.
     """
 
+    RANGES: ClassVar[dict[str, Range]] = RLDataModule.RANGES | {
+        "num_envs": AT_LEAST_1,
+        "buffer_size": AT_LEAST_1,
+        "batch_size": AT_LEAST_1,
+        "learning_starts": NON_NEGATIVE,
+        "train_freq": AT_LEAST_1,
+    }
+
     def __init__(
         self,
         task: Task,
@@ -47,9 +56,8 @@ class DQNDataModule(RLDataModule):
         evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
+        check_ranges("data.init_args", self.RANGES, locals())
         super().__init__(evaluation=evaluation, seed=seed)
-        if train_freq < 1:
-            raise ConfigError(f"train_freq must be >= 1, got {train_freq}")
         self.task = Task.coerce(task)
         self.num_envs = num_envs
         self.buffer_size = buffer_size

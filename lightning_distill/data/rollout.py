@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_distill.checks import AT_LEAST_1, Range, check_ranges
 from lightning_distill.contracts import TransferLearner
 from lightning_distill.data.base import RLDataModule, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
@@ -96,6 +97,13 @@ class RolloutDataModule(RLDataModule):
             training episodes (the moving average REPAINT's ``K`` is measured on).
     """
 
+    RANGES: ClassVar[dict[str, Range]] = RLDataModule.RANGES | {
+        "num_envs": AT_LEAST_1,
+        "n_steps": AT_LEAST_1,
+        "teacher_steps": AT_LEAST_1,
+        "return_window": AT_LEAST_1,
+    }
+
     def __init__(
         self,
         task: Task,
@@ -107,9 +115,8 @@ class RolloutDataModule(RLDataModule):
         evaluation: EvalBudget = EvalBudget(),
         seed: int = 0,
     ) -> None:
+        check_ranges("data.init_args", self.RANGES, locals())
         super().__init__(evaluation=evaluation, seed=seed)
-        if n_steps < 1 or (teacher_steps is not None and teacher_steps < 1):
-            raise ConfigError(f"n_steps and teacher_steps must be >= 1, got {n_steps} and {teacher_steps}")
         self.task = Task.coerce(task)
         self.num_envs = num_envs
         self.n_steps = n_steps

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -18,7 +17,6 @@ from lightning.fabric.utilities.data import AttributeDict
 from lightning_distill.contracts import ExperienceSource
 from lightning_distill.errors import CheckpointError, ConfigError, TrainingDiverged
 from lightning_distill.evaluation import EvalResult, Policy, evaluate_tasks
-from lightning_distill.networks import as_widths
 from lightning_distill.seeding import RANK_SEED_STRIDE
 from lightning_distill.tasks import Task
 from lightning_distill.upstream import datamodule_of, log_every_n_steps
@@ -27,9 +25,6 @@ if TYPE_CHECKING:
     from lightning_distill.teachers import PolicyTeacher, Teacher
 
 CHECKPOINT_KEY = "lightning_distill"
-#: Hyperparameters that are layer widths, and may be stored as one int by releases before 0.2.
-WIDTH_HPARAMS = ("head_hidden", "extractor_hidden")
-_warned_renames: set[tuple[str, str]] = set()
 
 
 class RLModule(pl.LightningModule):
@@ -39,9 +34,6 @@ class RLModule(pl.LightningModule):
         tasks: the tasks this agent acts in. Under the CLI they are linked from the data
             module (``data.tasks``), so a config names them once, on the data side.
     """
-
-    #: Hyperparameter names of earlier releases -> this release's (``upgrade_hparams``).
-    RENAMED_HPARAMS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, tasks: Sequence[Task | Mapping[str, Any]] | None = None) -> None:
         super().__init__()
@@ -66,33 +58,6 @@ class RLModule(pl.LightningModule):
                 f"{type(self).__name__} learns one task, got {len(self.tasks)}: {[t.id for t in self.tasks]}"
             )
         return self.tasks[0]
-
-    @classmethod
-    def renamed(cls, old: str, old_value: Any, new_value: Any) -> Any:
-        """The value of a renamed argument: the old name's when a config still sets it (with a
-        one-line deprecation message, once), else the new name's."""
-        if old_value is None:
-            return new_value
-        new = cls.RENAMED_HPARAMS[old]
-        if (cls.__name__, old) not in _warned_renames:
-            _warned_renames.add((cls.__name__, old))
-            print(f"warning: {cls.__name__}'s {old} is deprecated; write model.init_args.{new}", file=sys.stderr)
-        return as_widths(old_value) if new in WIDTH_HPARAMS else old_value
-
-    @classmethod
-    def upgrade_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
-        """Hyperparameters a checkpoint stored, under this release's names and types: old
-        checkpoints (bundled teachers among them) load with no message to act on."""
-        upgraded = dict(hparams)
-        for old, new in cls.RENAMED_HPARAMS.items():
-            if old in upgraded:
-                value = upgraded.pop(old)
-                if new not in upgraded and value is not None:
-                    upgraded[new] = value
-        for key in WIDTH_HPARAMS:
-            if isinstance(upgraded.get(key), int):
-                upgraded[key] = list(as_widths(upgraded[key]))
-        return upgraded
 
     def _save_task_hparams(self) -> None:
         """Store tasks as plain dicts: checkpoints must load with ``weights_only=True``."""
@@ -280,7 +245,7 @@ def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {str(path)!r}")
     checkpoint = read_checkpoint_dict(path)
     cls = module_class(checkpoint[CHECKPOINT_KEY]["class_path"])
-    hparams = cls.upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
     for private in ("_instantiator", "_class_path"):
         hparams.pop(private, None)
     agent = cls(**hparams)

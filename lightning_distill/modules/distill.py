@@ -8,11 +8,12 @@ sampled experiences' priorities ``|delta|`` go back to the task's replay.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from tensordict import TensorDict
 
+from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range, check_ranges
 from lightning_distill.contracts import ReplaySource, TeacherSource, datamodule_as
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
@@ -49,10 +50,17 @@ class Distillation(RLModule):
         channels_last: keep the convolutions' weights in channels-last memory format. Measured
             (``benchmarks/network_options.py``): 1.2x Atari updates on a 2-core Xeon, 2.0x with
             ``trainer.precision: bf16-mixed``; no gain at MinAtar's size.
-        hidden, mlp_hidden: deprecated (before 0.2) names of ``head_hidden``, ``extractor_hidden``.
     """
 
-    RENAMED_HPARAMS = {"hidden": "head_hidden", "mlp_hidden": "extractor_hidden"}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "head_hidden": AT_LEAST_1,
+        "extractor_hidden": AT_LEAST_1,
+        "tau": POSITIVE,
+        "policy_tau": POSITIVE,
+        "lr": POSITIVE,
+        "rmsprop_alpha": UNIT,
+        "rmsprop_eps": NON_NEGATIVE,
+    }
 
     def __init__(
         self,
@@ -69,17 +77,12 @@ class Distillation(RLModule):
         init_from_teachers: bool = True,
         freeze_extractors: bool = False,
         channels_last: bool = False,
-        hidden: Sequence[int] | None = None,
-        mlp_hidden: Sequence[int] | None = None,
     ) -> None:
+        check_ranges("model.init_args", self.RANGES, locals())
         super().__init__(tasks)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; valid: {list(LOSSES)}")
-        if tau <= 0 or policy_tau <= 0:
-            raise ConfigError(f"tau and policy_tau must be > 0, got {tau} and {policy_tau}")
-        head_hidden = self.renamed("hidden", hidden, head_hidden)
-        extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
-        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
+        self.save_hyperparameters(ignore=["tasks"])
         self._save_task_hparams()
         if (init_from_teachers or freeze_extractors) and architecture != "proposed":
             raise ConfigError(

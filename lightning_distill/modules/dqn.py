@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
+from lightning_distill.checks import AT_LEAST_1, POSITIVE, UNIT, Range, check_ranges
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
 from lightning_distill.networks import make_q_network
@@ -37,11 +38,16 @@ class DQN(RLModule):
         head_hidden: widths of the Q-head's hidden FC layers; ``auto``: [512] on Atari, [128]
             on MinAtar, none for MLPs.
         extractor_hidden: widths of the MLP extractor (vector observations).
-        hidden: deprecated name of ``head_hidden`` (before 0.2).
-        mlp_hidden: deprecated name of ``extractor_hidden`` (before 0.2).
     """
 
-    RENAMED_HPARAMS = {"hidden": "head_hidden", "mlp_hidden": "extractor_hidden"}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lr": POSITIVE,
+        "gamma": UNIT,
+        "target_update_interval": AT_LEAST_1,
+        "huber_delta": POSITIVE,
+        "head_hidden": AT_LEAST_1,
+        "extractor_hidden": AT_LEAST_1,
+    }
 
     def __init__(
         self,
@@ -54,14 +60,11 @@ class DQN(RLModule):
         clip_rewards: bool = False,
         head_hidden: Sequence[int] | Literal["auto"] = "auto",
         extractor_hidden: Sequence[int] = (64, 64),
-        hidden: int | None = None,
-        mlp_hidden: Sequence[int] | None = None,
     ) -> None:
+        check_ranges("model.init_args", self.RANGES, locals())
         super().__init__(tasks)
         task = self.require_one_task()
-        head_hidden = self.renamed("hidden", hidden, head_hidden)
-        extractor_hidden = self.renamed("mlp_hidden", mlp_hidden, extractor_hidden)
-        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
+        self.save_hyperparameters(ignore=["tasks"])
         self._save_task_hparams()
         self.q_net = make_q_network(task, None if head_hidden == "auto" else head_hidden, tuple(extractor_hidden))
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)

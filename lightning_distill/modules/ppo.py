@@ -22,18 +22,18 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from tensordict import TensorDict
 
+from lightning_distill.checks import AT_LEAST_1, FINITE, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range, check_ranges
 from lightning_distill.contracts import RolloutSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
-from lightning_distill.networks import as_widths
 from lightning_distill.normalization import RewardScaler
 from lightning_distill.policies import ActionDist, ActorCritic
 from lightning_distill.ppo_losses import (
@@ -104,10 +104,32 @@ class PPO(RLModule):
         alpha_2: weight of ``L_ins`` (the instance-transfer objective).
         target_score: the target score of REPAINT's metric (spec section 6): the run reports
             ``K``, the first iteration whose ``train/return`` reaches it (``None``: no target).
-        hidden: deprecated name of ``extractor_hidden`` (before 0.2).
     """
 
-    RENAMED_HPARAMS = {"hidden": "extractor_hidden"}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lr": POSITIVE,
+        "gamma": UNIT,
+        "gae_lambda": UNIT,
+        "clip": POSITIVE,
+        "epochs": AT_LEAST_1,
+        "minibatches": AT_LEAST_1,
+        "ent_coef": NON_NEGATIVE,
+        "vf_coef": NON_NEGATIVE,
+        "max_grad_norm": POSITIVE,
+        "extractor_hidden": AT_LEAST_1,
+        "head_hidden": AT_LEAST_1,
+        "log_std_init": FINITE,
+        "clip_obs": POSITIVE,
+        "clip_reward": POSITIVE,
+        "beta_0": NON_NEGATIVE,
+        "beta_decay": FRACTION,
+        "beta_iterations": AT_LEAST_1,
+        "zeta": FINITE,
+        "top_fraction": FRACTION,
+        "alpha_1": NON_NEGATIVE,
+        "alpha_2": NON_NEGATIVE,
+        "target_score": FINITE,
+    }
 
     def __init__(
         self,
@@ -141,31 +163,24 @@ class PPO(RLModule):
         alpha_1: float = 1.0,
         alpha_2: float = 1.0,
         target_score: float | None = None,
-        hidden: Sequence[int] | None = None,
     ) -> None:
+        check_ranges("model.init_args", self.RANGES, locals())
         super().__init__(tasks)
         task = self.require_one_task()
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; valid: {list(METHODS)}")
         if beta_schedule not in BETA_SCHEDULES:
             raise ConfigError(f"unknown beta_schedule {beta_schedule!r}; valid: {list(BETA_SCHEDULES)}")
-        if clip_obs <= 0 or clip_reward <= 0:
-            raise ConfigError(f"clip_obs and clip_reward must be > 0, got {clip_obs} and {clip_reward}")
         if kickstart_target not in KICKSTART_TARGETS:
             raise ConfigError(f"unknown kickstart_target {kickstart_target!r}; valid: {list(KICKSTART_TARGETS)}")
-        if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
-            raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
-        if epochs < 1 or minibatches < 1:
-            raise ConfigError(f"epochs and minibatches must be >= 1, got {epochs} and {minibatches}")
-        extractor_hidden = self.renamed("hidden", hidden, extractor_hidden)
-        self.save_hyperparameters(ignore=["tasks", *self.RENAMED_HPARAMS])
+        self.save_hyperparameters(ignore=["tasks"])
         self._save_task_hparams()
         self.automatic_optimization = False
         self.kickstarts, self.transfers_instances = METHODS[method]
         self.actor_critic = ActorCritic(
             task,
             extractor_hidden=tuple(extractor_hidden),
-            head_hidden=as_widths(head_hidden),
+            head_hidden=tuple(head_hidden),
             log_std_init=log_std_init,
             normalize_obs=normalize_obs,
             clip_obs=clip_obs,

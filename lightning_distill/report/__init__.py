@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lightning_distill.checks import check_output_folder
 from lightning_distill.errors import ConfigError
 from lightning_distill.report.collect import (
     GEOMEAN,
@@ -66,6 +67,7 @@ def add_report_arguments(parser: Any) -> None:
 
 
 def report_from_config(cfg: Any) -> str:
+    check_output_folder("--out", cfg.out)
     tasks = list(cfg.tasks) if cfg.tasks else None
     return report(cfg.runs, Path(cfg.out), cfg.baseline, cfg.metric, cfg.x, list(cfg.thresholds), cfg.title, tasks)
 
