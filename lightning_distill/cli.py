@@ -380,12 +380,22 @@ def check_config_files(args: list[str]) -> None:
         if not Path(path).is_file():
             raise ConfigError(f"--config {path!r}: no such file")
         try:
-            yaml.safe_load(Path(path).read_text())
+            content = yaml.safe_load(Path(path).read_text())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"--config {path!r} is not valid YAML:{where}: {problem}") from None
+        if content is None:
+            raise ConfigError(
+                f"--config {path!r} is empty; a config sets at least model and data "
+                "(see configs/, or --print_config for every key)"
+            )
+        if not isinstance(content, dict):
+            raise ConfigError(
+                f"--config {path!r} holds a {type(content).__name__}, not a mapping of keys "
+                "(trainer:, model:, data:); see configs/"
+            )
 
 
 def main(args: list[str] | None = None) -> int:

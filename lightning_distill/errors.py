@@ -58,7 +58,15 @@ _NOISE = (
 
 
 def summarize_parser_error(message: str) -> str:
-    """jsonargparse's multi-line report of a bad config as one line: where, and what is wrong."""
+    """jsonargparse's multi-line report of a bad config as one line: where, and what is wrong.
+
+    A value outside a fixed set of choices (``--trainer.precision=bf17``) is named with every
+    valid choice: ``trainer.precision='bf17' is not valid; valid: 64, 32, ..., 'bf16-mixed', ...``."""
+    choices = _literal_choices(message)
+    key = re.search(r'^Parser key "([^"]+)":', message.strip())
+    given = re.search(r"^\s*Given value: (.*)$", message, flags=re.MULTILINE)
+    if choices and key and given:
+        return f"{key.group(1)}={given.group(1)!r} is not valid; valid: {', '.join(choices)}"
     parts = []
     for line in message.splitlines():
         line = line.strip().lstrip("- ").strip()
@@ -67,6 +75,20 @@ def summarize_parser_error(message: str) -> str:
         line = re.sub(r'^Parser key "([^"]+)":', r"\1:", line)
         parts.append(line)
     return " ".join(parts)
+
+
+def _literal_choices(message: str) -> list[str]:
+    """The values of every ``typing.Literal[...]`` in a jsonargparse message, in order, once each."""
+    import ast
+
+    choices: list[str] = []
+    for group in re.findall(r"typing\.Literal\[([^\]]*)\]", message):
+        try:
+            values = ast.literal_eval(f"[{group}]")
+        except (ValueError, SyntaxError):
+            continue
+        choices += [repr(v) for v in values if repr(v) not in choices]
+    return choices
 
 
 def suggest_trainer_keys(message: str) -> str:

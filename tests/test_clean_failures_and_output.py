@@ -189,3 +189,61 @@ def test_a_run_without_a_config_keeps_a_last_checkpoint_and_prints_no_library_no
     assert torch.load(last, weights_only=True)["global_step"] == 20
     run_cli(*BARE_DQN, "--trainer.max_steps", "21", "--ckpt_path", "last")
     assert torch.load(last, weights_only=True)["global_step"] == 21  # resumed into the same run
+
+
+@pytest.mark.parametrize(
+    "broken, content, expected",
+    [
+        ("config.yaml", "model: [unclosed\n", "config.yaml is not valid YAML (line 2)"),
+        ("metrics.csv", "step,eval/return\nnot-a-number,1\n", "metrics.csv is not a metrics file fit wrote"),
+    ],
+)
+def test_report_on_a_run_with_a_broken_file_is_one_line_naming_the_run_and_the_file(
+    broken, content, expected, tmp_path, capsys
+):
+    import shutil
+
+    for name in ("uniform_s0", "pr_s0"):
+        shutil.copytree(REPO / "benchmarks/results/runs/figure4" / name, tmp_path / name)
+    (tmp_path / "pr_s0" / broken).write_text(content)
+    line = one_line_error(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert f"run {tmp_path / 'pr_s0'}: {expected}" in line
+
+
+def test_report_checks_its_output_folder_before_reading_any_run(tmp_path, capsys):
+    line = one_line_error(
+        capsys, "report", str(REPO / "benchmarks/results/runs/figure4"), "--out", str(tmp_path / "no/such/dir/r")
+    )
+    assert f"--out '{tmp_path / 'no/such/dir/r'}'" in line and "does not exist" in line
+
+
+def test_report_rebuilds_the_committed_figure4_file_exactly(tmp_path, capsys):
+    committed = (REPO / "benchmarks/results/figure4.md").read_text()
+    title = committed.splitlines()[0].removeprefix("# ")
+    run_cli(
+        "report",
+        str(REPO / "benchmarks/results/runs/figure4"),
+        "--baseline",
+        "uniform",
+        "--out",
+        str(tmp_path / "figure4"),
+        "--title",
+        title,
+    )
+    assert (tmp_path / "figure4.md").read_text() == committed  # config-key rows of one class only included
+
+
+@pytest.mark.parametrize("content", ["", "# only a comment\n"])
+def test_an_empty_config_is_one_line_naming_the_file(content, tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(content)
+    line = one_line_error(capsys, "fit", "--config", str(empty))
+    assert line.startswith(f"error: --config '{empty}' is empty")
+
+
+def test_a_bad_choice_names_the_value_and_every_valid_choice(capsys):
+    line = one_line_error(
+        capsys, "fit", "--config", str(REPO / "configs/repaint/cartpole.yaml"), "--trainer.precision=bf17"
+    )
+    assert line.startswith("error: trainer.precision='bf17' is not valid; valid: ")
+    assert "'bf16-mixed'" in line and "'32-true'" in line

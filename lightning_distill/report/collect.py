@@ -106,10 +106,29 @@ def read_curves(metrics: Path, metric: str, x: str) -> dict[str, Curve]:
 
 
 def load_run(path: Path, metric: str, x: str) -> Run:
-    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    """A run folder's config and curves, or one line naming the folder and the file it cannot read."""
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(
+            f"run {path}: config.yaml is not valid YAML{where}; fix it, or leave that run out of the paths given"
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"run {path}: config.yaml is not a config (a {type(config).__name__}); fix or leave it out")
     flat = flatten(config)
     seed = flat.get("seed_everything", flat.get("data.init_args.seed", 0))
-    return Run(path, int(seed or 0), flat, read_curves(path / "metrics.csv", metric, x))
+    try:
+        curves = read_curves(path / "metrics.csv", metric, x)
+    except (csv.Error, ValueError, UnicodeDecodeError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(
+            f"run {path}: metrics.csv is not a metrics file fit wrote ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); fix it, or leave that run out"
+        ) from None
+    return Run(path, int(seed or 0), flat, curves)
 
 
 def key_value_label(key: str, value: Any) -> str:
@@ -126,7 +145,22 @@ def differing_keys(runs: list[Run]) -> list[str]:
     A key that only some runs have, with one value in all of them, is an option a later release
     added (with its default): runs from before it do not differ by it."""
     keys = sorted({k for run in runs for k in run.config if not k.startswith(IGNORED_PREFIXES)})
-    return [k for k in keys if len({repr(run.config[k]) for run in runs if k in run.config}) > 1]
+    return [
+        k
+        for k in keys
+        if len({repr(run.config[k]) for run in runs if k in run.config}) > 1 or _absent_by_class(k, runs)
+    ]
+
+
+def _absent_by_class(key: str, runs: list[Run]) -> bool:
+    """A key that some runs lack because their component is another class (``alpha`` of a
+    prioritized replay, absent from a uniform one): that differs, unlike a newer release's option."""
+    if ".init_args." not in key or all(key in run.config for run in runs):
+        return False
+    class_key = key.rsplit(".init_args.", 1)[0] + ".class_path"
+    having = {repr(run.config.get(class_key)) for run in runs if key in run.config}
+    lacking = {repr(run.config.get(class_key)) for run in runs if key not in run.config}
+    return bool(lacking - having)
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
