@@ -97,7 +97,7 @@ class ReferenceDistillation(Distillation):
         total = torch.zeros((), device=self.device)
         for i, minibatch in enumerate(batch):
             q_student = self.student(minibatch["obs"], i)
-            out = distillation_loss(q_student, minibatch["q_teacher"], "kl", self.tau_of(i), minibatch["weight"])
+            out = distillation_loss(q_student, minibatch["teacher_logits"], "kl", self.tau_of(i), minibatch["weight"])
             total = total + out.loss
             self.trainer.datamodule.update_priority(i, minibatch["index"], out.priority)
         return total

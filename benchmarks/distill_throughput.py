@@ -102,8 +102,8 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
                 with torch.inference_mode():
                     o = torch.as_tensor(obs[i])
                     greedy = student(o, i).argmax(dim=-1).numpy()
-                    q_teacher = teachers[i].network(o)
-                    memory_q[i][slots], memory_v[i][slots] = q_teacher, q_teacher.max(dim=-1).values
+                    teacher_logits = teachers[i].network(o)
+                    memory_q[i][slots], memory_v[i][slots] = teacher_logits, teacher_logits.max(dim=-1).values
                 memory_obs[i][slots] = o
                 obs[i] = env.step(epsilon_greedy(greedy, epsilon, task.num_actions, rng)).obs
             cursor, size = (cursor + args.num_envs) % args.capacity, min(size + args.num_envs, args.capacity)

@@ -52,7 +52,7 @@ def entries(n: int, rng: np.random.Generator) -> TensorDict:
     return TensorDict(
         {
             "obs": torch.from_numpy(rng.integers(0, 2, (n, 4, 10, 10), dtype=np.uint8)),
-            "q_teacher": torch.from_numpy(rng.normal(size=(n, 6)).astype(np.float32)),
+            "teacher_logits": torch.from_numpy(rng.normal(size=(n, 6)).astype(np.float32)),
             "value": torch.from_numpy(rng.uniform(0, 1, n).astype(np.float32)),
         },
         batch_size=[n],
@@ -233,7 +233,7 @@ def cpprb_buffer(total: int):
         from cpprb import PrioritizedReplayBuffer
     except ImportError:
         return None
-    fields = {"obs": {"shape": (4, 10, 10), "dtype": np.uint8}, "q_teacher": {"shape": 6}, "value": {}}
+    fields = {"obs": {"shape": (4, 10, 10), "dtype": np.uint8}, "teacher_logits": {"shape": 6}, "value": {}}
     return PrioritizedReplayBuffer(total, fields, alpha=0.7)
 
 

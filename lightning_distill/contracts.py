@@ -10,19 +10,18 @@ offered by some only, and checked with ``isinstance`` where a component works wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.upstream import datamodule_of
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
     from lightning_distill.evaluation import EvalBudget
     from lightning_distill.policies import ActorCritic
     from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.tasks import Task
-    from lightning_distill.teachers import PolicyTeacher, Teacher
 
 
 @runtime_checkable
@@ -45,11 +44,39 @@ class ExperienceSource(Protocol):
 
 
 @runtime_checkable
+class FrozenTeacher(Protocol):
+    """A teacher as distillation uses it, whatever its kind (``teachers.Teacher``: a DQN's
+    Q-values; ``teachers.PolicyTeacher``: an actor-critic's logits and critic).
+
+    ``targets_and_value``: the logits of the student's target ``softmax(logits / tau)`` and the
+    state value ``V(s)`` that places an experience in an H-PR partition; ``temperature``: which
+    of the module's temperatures applies (``tau`` for Q-values, ``policy_tau`` for a policy);
+    ``feature_layers``: what the proposed student's task extractor is initialised from."""
+
+    task: Task
+
+    def targets_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def temperature(self, tau: float, policy_tau: float) -> float: ...
+
+    def feature_layers(self) -> nn.Module: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def on_device(self, device: torch.device) -> FrozenTeacher: ...
+
+
+@runtime_checkable
 class TeacherSource(ExperienceSource, Protocol):
     """A data module that loads one teacher per task (distillation): the module copies their
     feature layers into the student, ``TeacherComparison`` measures their scores."""
 
-    def load_teachers(self) -> list[Teacher | PolicyTeacher]: ...
+    def load_teachers(self) -> list[FrozenTeacher]: ...
 
 
 @runtime_checkable
@@ -94,34 +121,27 @@ class TransferLearner(Protocol):
 
 @runtime_checkable
 class MultiTaskActor(Protocol):
-    """What the distillation data module acts with: every task's greedy actions from one call
-    (``obs[i]``: task ``i``'s observations; the actions concatenated in task order)."""
+    """What the distillation data module acts with: the greedy actions in several tasks from one
+    call (``obs[j]``: a batch of task ``tasks[j]``), as evaluation acts (``RLModule.act_tasks``)."""
 
     @property
     def device(self) -> torch.device: ...
 
-    def greedy_actions(self, obs: Sequence[torch.Tensor]) -> torch.Tensor: ...
+    def act_tasks(self, tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]: ...
 
 
-def multi_task_actor(module: Any) -> MultiTaskActor:
-    """``module`` as a ``MultiTaskActor``, or one line saying it is not one."""
-    if not isinstance(module, MultiTaskActor):
+Contract = TypeVar("Contract")
+
+
+def require(obj: object, contract: type[Contract], needed_by: str, hint: str = "") -> Contract:
+    """``obj`` as ``contract`` offers it, or one line saying what ``needed_by`` needs and got.
+
+    The one way across a seam: where a side that does not offer a contract is an error, this;
+    where it is a documented skip (logging a statistic a data module may not keep), a plain
+    ``isinstance`` with the skip said in a comment. ``hint``: what to do instead, if anything."""
+    if not isinstance(obj, contract):
         raise ConfigError(
-            f"the distillation data module acts with a multi-task student (lightning_distill.modules.Distillation), "
-            f"got {type(module).__name__}"
+            f"{needed_by} needs a {contract.__name__} (see lightning_distill.contracts), "
+            f"got {type(obj).__name__}" + (f"; {hint}" if hint else "")
         )
-    return module
-
-
-Source = TypeVar("Source")
-
-
-def datamodule_as(trainer: Any, contract: type[Source], needed_by: str) -> Source:
-    """The trainer's data module as ``contract`` offers it, or one line saying what is missing."""
-    datamodule = datamodule_of(trainer)
-    if not isinstance(datamodule, contract):
-        raise ConfigError(
-            f"{needed_by} needs a data module that is a {contract.__name__} (see lightning_distill.contracts), "
-            f"got {type(datamodule).__name__}"
-        )
-    return datamodule
+    return obj

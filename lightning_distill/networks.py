@@ -15,14 +15,16 @@ fully connected layers between the features and the outputs.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
 from lightning_distill.tasks import Task
+from lightning_distill.upstream import native_conv2d
 
 
 def linear_layers(
@@ -39,25 +41,26 @@ def linear_layers(
 
 #: rows of a call up to which MinAtar's convolutions run faster on PyTorch's own CPU kernels
 SMALL_CONV_ROWS = 8
+#: set by ``acting_kernels`` for the calls inside it (this thread and context only)
+_NATIVE_MINATAR_CONV: contextvars.ContextVar[bool] = contextvars.ContextVar("native_minatar_conv", default=False)
 
 
 @contextlib.contextmanager
 def acting_kernels(tasks: Sequence[Task], rows: int) -> Iterator[None]:
-    """The CPU convolution kernels for acting calls of ``rows`` observations a task.
+    """The CPU convolution kernel of MinAtar's conv layer in acting calls of ``rows`` rows a task.
 
-    oneDNN (PyTorch's default) prepares every call; on MinAtar's 10x10 grids at a few rows that
-    costs 2.4-5x PyTorch's own kernels, while for Atari's 84x84 stacks oneDNN is the faster
-    (``benchmarks/acting_throughput.py``, docs/results.md). So tasks that are all MinAtar act on
-    PyTorch's kernels up to ``SMALL_CONV_ROWS`` rows; anything else keeps oneDNN. The choice
-    depends on the config alone, so a run is as reproducible as before, but its numbers are not
-    bit-identical to oneDNN's. GPUs are not affected."""
+    oneDNN (PyTorch's default) prepares every call, which on 10x10 grids at a few rows costs
+    more than the convolution; PyTorch's own kernel does not. So when every task is MinAtar and
+    a call has up to ``SMALL_CONV_ROWS`` rows a task, ``MinAtarConv`` calls that kernel directly;
+    anything else keeps oneDNN. The choice depends on the config alone (reproducible, not
+    bit-identical to oneDNN's). It is a context variable, not torch's process-wide
+    ``mkldnn.enabled`` flag: no other code, thread or module sees a change."""
     native = rows <= SMALL_CONV_ROWS and bool(tasks) and all(task.backend == "minatar" for task in tasks)
-    before = bool(torch.backends.mkldnn.enabled)
-    torch.backends.mkldnn.enabled = before and not native  # type: ignore[assignment]  # a settable flag
+    token = _NATIVE_MINATAR_CONV.set(native)
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before  # type: ignore[assignment]
+        _NATIVE_MINATAR_CONV.reset(token)
 
 
 class FeatureExtractor(nn.Module):
@@ -95,7 +98,11 @@ class MinAtarConv(FeatureExtractor):
         self.out_features = 16 * (grid - 2) ** 2
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
+        x = obs.float()
+        conv = cast(nn.Conv2d, self.net[0])
+        if _NATIVE_MINATAR_CONV.get() and x.device.type == "cpu" and conv.weight.dtype == torch.float32:
+            return self.net[1:](native_conv2d(x, conv))
+        return self.net(x)
 
 
 class MLPEncoder(FeatureExtractor):

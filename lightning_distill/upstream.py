@@ -134,6 +134,17 @@ def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
     return logger._wandb_init
 
 
+# -- torch ------------------------------------------------------------------------------------
+
+
+def native_conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """``conv(x)`` on PyTorch's own CPU kernel (``thnn_conv2d``, what ``conv2d`` runs with oneDNN
+    disabled), without touching the process-wide ``torch.backends.mkldnn.enabled``."""
+    return torch._C._nn.thnn_conv2d(  # type: ignore[attr-defined]  # not in the stubs
+        x, conv.weight, conv.kernel_size, conv.bias, conv.stride, conv.padding
+    )
+
+
 # -- TorchRL ----------------------------------------------------------------------------------
 
 

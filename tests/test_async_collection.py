@@ -37,7 +37,7 @@ def test_envs_in_worker_processes_store_what_envs_in_line_store():
         batches[async_envs] = fit_and_record_batches(model, data, max_steps=6)
     for in_line, in_workers in zip(batches[False], batches[True], strict=True):
         for a, b in zip(in_line, in_workers, strict=True):
-            assert torch.equal(a["obs"], b["obs"]) and torch.equal(a["q_teacher"], b["q_teacher"])
+            assert torch.equal(a["obs"], b["obs"]) and torch.equal(a["teacher_logits"], b["teacher_logits"])
 
 
 @pytest.mark.parametrize("async_envs", [False, True])
@@ -48,18 +48,18 @@ def test_the_student_that_acts_is_one_update_old(async_envs):
     model, data = small_run(async_envs=async_envs)
     lags: list[int] = []
     handed = [0]
-    original_act, original_sample = model.greedy_actions, data.sample
+    original_act, original_sample = model.act_tasks, data.sample
 
-    def act(obs):
-        if data.ready():  # acting for a batch still to come
+    def act(tasks, obs):
+        if data.learning_started():  # acting for a batch still to come
             lags.append(handed[0] - model.trainer.global_step)
-        return original_act(obs)
+        return original_act(tasks, obs)
 
     def sample():
         handed[0] += 1
         return original_sample()
 
-    model.greedy_actions, data.sample = act, sample
+    model.act_tasks, data.sample = act, sample
     fit_and_record_batches(model, data, max_steps=8)
     assert len(lags) >= 8 and set(lags) == {1}
 

@@ -154,7 +154,7 @@ def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_poli
     assert teacher.kind == "policy" and model.tau_of(0) == 1.0
     (minibatch,) = batches[-1]
     obs = minibatch["obs"].float()
-    torch.testing.assert_close(minibatch["q_teacher"], teacher.network.distribution(obs).logits)
+    torch.testing.assert_close(minibatch["teacher_logits"], teacher.network.distribution(obs).logits)
     torch.testing.assert_close(minibatch["value"], teacher.network.value(obs))
     # H-PR's partitions split the range of the critic's V over the teacher's own play
     assert data.memories[0].buffer.writer.value_range == estimate_value_range(data.tasks[0], teacher, 200, seed=0)

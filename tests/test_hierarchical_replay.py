@@ -419,9 +419,11 @@ def test_memory_add_stores_what_the_torchrl_buffer_extend_would():
         q = torch.as_tensor(rng.normal(size=(4, 2)), dtype=torch.float32)
         value = torch.as_tensor(rng.uniform(0, 3, size=4), dtype=torch.float32)
         slots = direct.add(obs, q, value, np.zeros(4, bool))
-        expected = buffers[1].extend(TensorDict({"q_teacher": q, "value": value, "obs": torch.as_tensor(obs)}, [4]))
+        expected = buffers[1].extend(
+            TensorDict({"teacher_logits": q, "value": value, "obs": torch.as_tensor(obs)}, [4])
+        )
         assert slots.tolist() == expected.tolist()
-    for key in ("obs", "q_teacher", "value"):
+    for key in ("obs", "teacher_logits", "value"):
         assert torch.equal(buffers[0].storage.get(torch.arange(60))[key], buffers[1].storage.get(torch.arange(60))[key])
     assert buffers[0].writer.sizes.tolist() == buffers[1].writer.sizes.tolist() == [20, 20, 20]
     for part in range(3):

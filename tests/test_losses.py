@@ -11,9 +11,9 @@ from lightning_distill.losses import distillation_loss
 
 def test_kl_loss_matches_hand_computed_value_and_priority():
     # tau = 1: p_T = softmax([0, ln 3]) = [1/4, 3/4]; p_S = softmax([0, 0]) = [1/2, 1/2]
-    q_teacher = torch.tensor([[0.0, math.log(3.0)]])
+    teacher_logits = torch.tensor([[0.0, math.log(3.0)]])
     q_student = torch.zeros(1, 2, requires_grad=True)
-    out = distillation_loss(q_student, q_teacher, "kl", tau=1.0)
+    out = distillation_loss(q_student, teacher_logits, "kl", tau=1.0)
     expected = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     # |delta| = (1/|A|) * ||p_T - p_S||_1 = (0.25 + 0.25) / 2
@@ -23,9 +23,9 @@ def test_kl_loss_matches_hand_computed_value_and_priority():
 
 
 def test_kl_default_tau_sharpens_the_teacher_to_its_greedy_action():
-    q_teacher = torch.tensor([[1.0, 1.05]])  # almost tied Q-values
+    teacher_logits = torch.tensor([[1.0, 1.05]])  # almost tied Q-values
     q_student = torch.tensor([[0.0, 0.0]])
-    out = distillation_loss(q_student, q_teacher)  # tau = 0.01: p_T = softmax([100, 105])
+    out = distillation_loss(q_student, teacher_logits)  # tau = 0.01: p_T = softmax([100, 105])
     p_t = torch.softmax(torch.tensor([100.0, 105.0]), dim=0)
     assert p_t[1] > 0.99
     expected = (p_t * (p_t.log() - math.log(0.5))).sum().item()
@@ -33,10 +33,10 @@ def test_kl_default_tau_sharpens_the_teacher_to_its_greedy_action():
 
 
 def test_importance_weights_scale_each_sample_and_its_gradient():
-    q_teacher = torch.tensor([[0.0, math.log(3.0)], [math.log(3.0), 0.0]])
+    teacher_logits = torch.tensor([[0.0, math.log(3.0)], [math.log(3.0), 0.0]])
     q_student = torch.zeros(2, 2, requires_grad=True)
     weights = torch.tensor([1.0, 0.5])
-    out = distillation_loss(q_student, q_teacher, "kl", tau=1.0, weights=weights)
+    out = distillation_loss(q_student, teacher_logits, "kl", tau=1.0, weights=weights)
     kl = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
     assert out.loss.item() == pytest.approx((kl + 0.5 * kl) / 2, rel=1e-6)
     assert out.per_sample.tolist() == pytest.approx([kl, kl])  # unweighted
@@ -47,9 +47,9 @@ def test_importance_weights_scale_each_sample_and_its_gradient():
 @pytest.mark.parametrize("kind", ["kl", "mse", "nll"])
 def test_priority_is_the_mean_absolute_gradient_of_each_samples_loss(kind):
     torch.manual_seed(0)
-    q_teacher = torch.randn(5, 4)
+    teacher_logits = torch.randn(5, 4)
     q_student = torch.randn(5, 4, requires_grad=True)
-    out = distillation_loss(q_student, q_teacher, kind, tau=0.5)
+    out = distillation_loss(q_student, teacher_logits, kind, tau=0.5)
     (grad,) = torch.autograd.grad(out.loss * 5, q_student)  # undo the batch mean
     assert out.priority.tolist() == pytest.approx(grad.abs().mean(dim=1).tolist(), rel=1e-5)
 

@@ -56,7 +56,7 @@ def test_minatar_memory_keeps_observations_in_the_buffer():
     memory.add(obs, torch.ones(1, 6), torch.ones(1), np.ones(1, dtype=bool))
     batch = memory.sample()
     assert memory.frames is None and batch["obs"].shape == (8, *task.obs_shape)
-    assert batch["weight"].eq(1).all() and batch["q_teacher"].shape == (8, 6)
+    assert batch["weight"].eq(1).all() and batch["teacher_logits"].shape == (8, 6)
 
 
 def hpr_memory(task: Task, partition_capacity: int, num_envs: int = 2, seed: int = 0) -> TaskMemory:
@@ -105,7 +105,7 @@ def test_a_saved_memory_holds_only_what_is_stored_and_samples_on_as_the_original
     fill(memory, 30, num_envs=2, seed=1)
     fill(restored, 30, num_envs=2, seed=1)
     mine, theirs = memory.sample(), restored.sample()
-    assert all(torch.equal(mine[key], theirs[key]) for key in ("index", "weight", "obs", "q_teacher"))
+    assert all(torch.equal(mine[key], theirs[key]) for key in ("index", "weight", "obs", "teacher_logits"))
 
 
 def test_a_saved_atari_memory_keeps_only_the_frames_in_use_and_the_same_stacks():

@@ -156,7 +156,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
         tmp_path / "hpr" / "version_0" / "replay_snapshots" / f"step={step}.pt", weights_only=False
     )
     for mine, theirs in zip(seen["memories"], before_kill, strict=True):
-        for key in ("obs", "q_teacher", "value"):  # every stored experience, bit for bit
+        for key in ("obs", "teacher_logits", "value"):  # every stored experience, bit for bit
             torch.testing.assert_close(mine["columns"][key], theirs["columns"][key], rtol=0, atol=0)
         # all the sampler's state but its random stream, which a resume re-seeds per rank
         assert [key for key in theirs["sampler"] if not same(mine["sampler"][key], theirs["sampler"][key])] == ["rng"]

@@ -7,8 +7,9 @@ from typing import ClassVar
 import lightning.pytorch as pl
 
 from lightning_distill.checks import AT_LEAST_1, UNIT, Range, check_ranges
-from lightning_distill.contracts import ExperienceSource, datamodule_as
-from lightning_distill.modules.base import as_rl_module
+from lightning_distill.contracts import ExperienceSource, require
+from lightning_distill.modules.base import RLModule
+from lightning_distill.upstream import datamodule_of
 
 
 class EpsilonSchedule(pl.Callback):
@@ -31,7 +32,7 @@ class EpsilonSchedule(pl.Callback):
         return self.start + fraction * (self.end - self.start)
 
     def _apply(self, trainer: pl.Trainer) -> float:
-        datamodule = datamodule_as(trainer, ExperienceSource, "EpsilonSchedule")
+        datamodule = require(datamodule_of(trainer), ExperienceSource, "EpsilonSchedule")
         datamodule.epsilon = self.value(datamodule.steps_per_task)
         return datamodule.epsilon
 
@@ -40,5 +41,5 @@ class EpsilonSchedule(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         epsilon = self._apply(trainer)
-        if as_rl_module(pl_module, "EpsilonSchedule").should_log():
+        if require(pl_module, RLModule, "EpsilonSchedule").should_log():
             pl_module.log("train/epsilon", epsilon, batch_size=1)

@@ -94,7 +94,7 @@ class RLProgress(ProgressBar):
         and the logged metrics."""
         parts = []
         datamodule = datamodule_of(trainer)
-        if isinstance(datamodule, ExperienceSource):
+        if isinstance(datamodule, ExperienceSource):  # a documented skip: no env count to show
             parts.append(f"env {format_count(datamodule.env_steps)}")
         elapsed = time.monotonic() - self._start[0]
         done, _, unit = self.position(trainer)

@@ -20,10 +20,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_distill.checks import FINITE, Range, check_ranges
-from lightning_distill.contracts import TeacherSource
+from lightning_distill.contracts import TeacherSource, require
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import evaluate_tasks
-from lightning_distill.modules.base import as_rl_module
+from lightning_distill.modules.base import RLModule
 from lightning_distill.upstream import datamodule_of
 
 #: Percentages are floored here before the geometric mean, so one zero does not erase the rest.
@@ -68,13 +68,8 @@ class TeacherComparison(pl.Callback):
         self.best: tuple[float, int, list[tuple[str, float, float, float]]] | None = None
 
     def _measure_teachers(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
-        datamodule = datamodule_of(trainer)
-        if not isinstance(datamodule, TeacherSource):
-            raise ConfigError(
-                "TeacherComparison measures the teachers of a lightning_distill.data.DistillDataModule, "
-                f"got {type(datamodule).__name__}; give teacher_scores instead"
-            )
-        teachers = [teacher.to(pl_module.device) for teacher in datamodule.load_teachers()]
+        datamodule = require(datamodule_of(trainer), TeacherSource, "TeacherComparison", "give teacher_scores instead")
+        teachers = [teacher.on_device(pl_module.device) for teacher in datamodule.load_teachers()]
 
         def act(tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
             return [teachers[i].act(o) for i, o in zip(tasks, obs, strict=True)]
@@ -86,7 +81,7 @@ class TeacherComparison(pl.Callback):
         return [result.mean for result in results]
 
     def _ensure_scores(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[float]:
-        num_tasks = len(as_rl_module(pl_module, "TeacherComparison").tasks)
+        num_tasks = len(require(pl_module, RLModule, "TeacherComparison").tasks)
         if self.teacher_scores is None:
             self.teacher_scores = self._measure_teachers(trainer, pl_module)
         if len(self.teacher_scores) != num_tasks:
@@ -102,7 +97,7 @@ class TeacherComparison(pl.Callback):
         self._ensure_scores(trainer, pl_module)  # ``validate`` has no fit start
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        module = as_rl_module(pl_module, "TeacherComparison")
+        module = require(pl_module, RLModule, "TeacherComparison")
         rows = []
         for task, teacher_score in zip(module.tasks, self._ensure_scores(trainer, pl_module), strict=True):
             result = module.last_evaluation.get(task.id)

@@ -24,8 +24,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_distill.callbacks.teacher_score import TeacherComparison, percent_of_teacher
 from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
-from lightning_distill.contracts import ReplaySource
-from lightning_distill.modules.base import RLModule, as_rl_module
+from lightning_distill.contracts import ReplaySource, require
+from lightning_distill.modules.base import RLModule
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.upstream import callbacks_of, datamodule_of
 
@@ -68,7 +68,7 @@ class WandbMedia(pl.Callback):
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = wandb_logger(trainer)
-        module = as_rl_module(pl_module, "WandbMedia")
+        module = require(pl_module, RLModule, "WandbMedia")
         if logger is None or trainer.sanity_checking or not module.last_evaluation:
             return
         self.evaluations += 1
@@ -121,7 +121,8 @@ class WandbMedia(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
         datamodule = datamodule_of(trainer)
-        module = as_rl_module(pl_module, "WandbMedia")
+        module = require(pl_module, RLModule, "WandbMedia")
+        # a documented skip: partition shares exist only where there is replay (distillation)
         if not isinstance(datamodule, ReplaySource) or not module.should_log(after_update=True):
             return
         metrics = {}

@@ -33,6 +33,12 @@ def ready(value: T | None, what: str) -> T:
     return value
 
 
+def learning_started(stored: int, learning_starts: int, batch_size: int) -> bool:
+    """The rule for the first update, the same for every replay: ``learning_starts``
+    experiences stored, and at least one whole minibatch."""
+    return stored >= max(learning_starts, batch_size)
+
+
 class RLDataModule(pl.LightningDataModule):
     """Base of the project's data modules: one environment stream per task, owned here.
 
@@ -73,9 +79,10 @@ class RLDataModule(pl.LightningDataModule):
     @property
     def acting_module(self) -> RLModule:
         """The module being trained: the data module acts with it, live."""
-        from lightning_distill.modules.base import as_rl_module
+        from lightning_distill.contracts import require
+        from lightning_distill.modules.base import RLModule
 
-        return as_rl_module(ready(self.trainer, "the trainer").lightning_module, type(self).__name__)
+        return require(ready(self.trainer, "the trainer").lightning_module, RLModule, type(self).__name__)
 
     @property
     def steps_per_task(self) -> int:

@@ -17,15 +17,14 @@ from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
 from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
-from lightning_distill.contracts import MultiTaskActor, multi_task_actor
-from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
+from lightning_distill.contracts import FrozenTeacher, MultiTaskActor, require
+from lightning_distill.data.base import RLDataModule, Stream, _as_is, learning_started, ready
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy, to_host
 from lightning_distill.networks import acting_kernels
 from lightning_distill.replay import Replay, UniformReplay
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
-from lightning_distill.teachers import PolicyTeacher, Teacher
 
 if TYPE_CHECKING:
     from lightning_distill.envs import VecEnv
@@ -97,7 +96,7 @@ class DistillDataModule(RLDataModule):
         self.checkpoint_replay = checkpoint_replay
         self.async_envs = async_envs
         self._stepping = False  # the envs are stepping the last actions sent
-        self.teachers: list[Teacher | PolicyTeacher] | None = None
+        self.teachers: list[FrozenTeacher] | None = None
         self.envs: list[VecEnv] | None = None
         self.memories: list[TaskMemory] = []
         self._obs: list[np.ndarray] = []
@@ -107,12 +106,12 @@ class DistillDataModule(RLDataModule):
     def tasks(self) -> list[Task]:
         return self._tasks
 
-    def load_teachers(self) -> list[Teacher | PolicyTeacher]:
+    def load_teachers(self) -> list[FrozenTeacher]:
         """The frozen teachers, loaded once (also used by the module and the callbacks)."""
         if self.teachers is None:
             from lightning_distill.teachers import load_teacher
 
-            teachers = []
+            teachers: list[FrozenTeacher] = []
             for ref, task in zip(self.teacher_refs, self._tasks, strict=True):
                 teacher = load_teacher(ref, task)
                 if not task.discrete:
@@ -169,11 +168,12 @@ class DistillDataModule(RLDataModule):
         no lag, since the observations a step returns are acted on after that update. The lag
         there is comes from Lightning, which fetches the next batch before the current update:
         the student that acts is at most one update old (tested)."""
-        actor = multi_task_actor(self.acting_module)
+        actor = require(
+            self.acting_module, MultiTaskActor, "DistillDataModule", "use lightning_distill.modules.Distillation"
+        )
         device = actor.device
         teachers, envs = self.load_teachers(), ready(self.envs, "the envs")
-        if next(teachers[0].parameters()).device != device:
-            teachers = self.teachers = [teacher.to(device) for teacher in teachers]
+        teachers = self.teachers = [teacher.on_device(device) for teacher in teachers]
         for _ in range(steps):
             self.finish_env_steps()
             obs = [torch.as_tensor(o, device=device) for o in self._obs]
@@ -202,11 +202,12 @@ class DistillDataModule(RLDataModule):
             if finished:
                 self.record_episodes(task, finished)
 
-    def ready(self) -> bool:
-        return all(len(m) >= max(self.learning_starts, 1) for m in self.memories)
+    def learning_started(self) -> bool:
+        """Every task's memory holds what the first update needs (``data.base.learning_started``)."""
+        return all(learning_started(len(m), self.learning_starts, self.batch_size) for m in self.memories)
 
     def sample(self) -> list:
-        """One minibatch per task (TensorDicts with obs, q_teacher, value, index, weight)."""
+        """One minibatch per task (TensorDicts with obs, teacher_logits, value, index, weight)."""
         return [memory.sample() for memory in self.memories]
 
     def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None:
@@ -246,7 +247,7 @@ class DistillDataModule(RLDataModule):
     def stream(self) -> Iterator:
         while True:
             self.collect(self.train_freq)
-            if self.ready():
+            if self.learning_started():
                 yield self.sample()
 
     def train_dataloader(self) -> DataLoader:
@@ -254,8 +255,8 @@ class DistillDataModule(RLDataModule):
 
 
 def act(
-    actor: MultiTaskActor, teachers: Sequence[Teacher | PolicyTeacher], obs: list[torch.Tensor]
+    actor: MultiTaskActor, teachers: Sequence[FrozenTeacher], obs: list[torch.Tensor]
 ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
     """The student's greedy actions in every task (one call) and each teacher's targets and V."""
     labels = [teacher.targets_and_value(o) for teacher, o in zip(teachers, obs, strict=True)]
-    return actor.greedy_actions(obs), labels
+    return torch.cat(actor.act_tasks(range(len(obs)), obs)), labels

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, Range, check_ranges
-from lightning_distill.data.base import RLDataModule, Stream, _as_is, ready
+from lightning_distill.data.base import RLDataModule, Stream, _as_is, learning_started, ready
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.evaluation import EvalBudget, epsilon_greedy
 from lightning_distill.replay.memory import TransitionMemory
@@ -66,7 +66,7 @@ class DQNDataModule(RLDataModule):
         self.train_freq = train_freq
         self.checkpoint_replay = checkpoint_replay
         self.env: VecEnv | None = None
-        self.replay: TransitionMemory | None = None  # made in setup
+        self.memory: TransitionMemory | None = None  # made in setup
         self._obs: np.ndarray | None = None
         self._new_episode = np.ones(num_envs, dtype=bool)
 
@@ -78,7 +78,7 @@ class DQNDataModule(RLDataModule):
         if stage == "fit" and self.env is None:
             self._rng = np.random.default_rng(self.rank_seed)
             self.env = make_vec_env(self.task, self.num_envs, seed=self.rank_seed)
-            self.replay = TransitionMemory(self.task, self.buffer_size, self.batch_size, self.num_envs, self.rank_seed)
+            self.memory = TransitionMemory(self.task, self.buffer_size, self.batch_size, self.num_envs, self.rank_seed)
             self._obs = self.env.reset()
             self._new_episode = np.ones(self.num_envs, dtype=bool)  # fresh envs: every stack starts an episode
 
@@ -91,14 +91,14 @@ class DQNDataModule(RLDataModule):
         """Step every env ``steps`` times with the current module, epsilon-greedy, and store."""
         module = self.acting_module
         policy = module.policy(0)
-        env, replay = ready(self.env, "the envs"), ready(self.replay, "the replay")
+        env, memory = ready(self.env, "the envs"), ready(self.memory, "the replay memory")
         for _ in range(steps):
             obs = ready(self._obs, "the observations")
             with torch.inference_mode():
                 greedy = policy(torch.as_tensor(obs).to(module.device)).cpu().numpy()
             actions = epsilon_greedy(greedy, self.epsilon, self.task.num_actions, self._rng)
             step = env.step(actions)
-            replay.add_transitions(obs, actions, step.reward, step.next_obs, step.terminated, self._new_episode)
+            memory.add_transitions(obs, actions, step.reward, step.next_obs, step.terminated, self._new_episode)
             self._obs, self._new_episode = step.obs, step.terminated | step.truncated
             self.env_steps += self.num_envs
             finished = env.episodes.pop_finished()
@@ -108,20 +108,20 @@ class DQNDataModule(RLDataModule):
     def state_dict(self) -> dict:
         state = super().state_dict()
         if self.checkpoint_replay:
-            state["replay"] = ready(self.replay, "the replay").state_dict()
+            state["replay"] = ready(self.memory, "the replay memory").state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "replay" in state:
-            ready(self.replay, "the replay").load_state_dict(state["replay"])
+            ready(self.memory, "the replay memory").load_state_dict(state["replay"])
 
     def stream(self) -> Iterator:
         while True:
             self.collect(self.train_freq)
-            replay = ready(self.replay, "the replay")
-            if len(replay) >= max(self.learning_starts, self.batch_size):
-                yield replay.sample()
+            memory = ready(self.memory, "the replay memory")
+            if learning_started(len(memory), self.learning_starts, self.batch_size):
+                yield memory.sample()
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(Stream(self.stream), batch_size=None, num_workers=0, collate_fn=_as_is)

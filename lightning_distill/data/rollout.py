@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_distill.checks import AT_LEAST_1, Range, check_ranges
-from lightning_distill.contracts import TransferLearner
+from lightning_distill.contracts import TransferLearner, require
 from lightning_distill.data.base import RLDataModule, _as_is, ready
 from lightning_distill.envs import VecEnv, make_vec_env
 from lightning_distill.errors import ConfigError
@@ -135,12 +135,7 @@ class RolloutDataModule(RLDataModule):
     @property
     def learner(self) -> TransferLearner:
         """The module being trained, as the PPO module it must be."""
-        module = self.acting_module
-        if not isinstance(module, TransferLearner):
-            raise ConfigError(
-                f"RolloutDataModule collects for lightning_distill.modules.PPO, got {type(module).__name__}"
-            )
-        return module
+        return require(self.acting_module, TransferLearner, "RolloutDataModule", "use lightning_distill.modules.PPO")
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.student_runner is not None:

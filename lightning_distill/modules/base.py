@@ -209,7 +209,7 @@ class RLModule(pl.LightningModule):
     def log_episode_stats(self) -> None:
         """Log env steps (summed over ranks) and the mean return of recent training episodes."""
         datamodule = datamodule_of(self.trainer)
-        if not isinstance(datamodule, ExperienceSource):
+        if not isinstance(datamodule, ExperienceSource):  # a documented skip: a data module of the user's own
             return
         stats = self.reduce_across_ranks(datamodule.episode_stats(), sums=("train/env_steps",))
         if stats:
@@ -229,13 +229,6 @@ class RLModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.restored_step = int(checkpoint.get("global_step", 0))
-
-
-def as_rl_module(module: pl.LightningModule, needed_by: str) -> RLModule:
-    """``module`` as this project's ``RLModule`` (tasks, evaluations, policies), or one line."""
-    if not isinstance(module, RLModule):
-        raise ConfigError(f"{needed_by} works with lightning_distill modules, got {type(module).__name__}")
-    return module
 
 
 def load_agent(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RLModule:

@@ -14,7 +14,7 @@ import torch
 from tensordict import TensorDict
 
 from lightning_distill.checks import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range, check_ranges
-from lightning_distill.contracts import ReplaySource, TeacherSource, datamodule_as
+from lightning_distill.contracts import FrozenTeacher, ReplaySource, TeacherSource, require
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.losses import LOSSES, distillation_loss
@@ -22,7 +22,6 @@ from lightning_distill.modules.base import CHECKPOINT_KEY, RLModule
 from lightning_distill.networks import encoder_spec
 from lightning_distill.students import Student, make_student
 from lightning_distill.tasks import Task
-from lightning_distill.teachers import PolicyTeacher, Teacher
 from lightning_distill.upstream import datamodule_of
 
 
@@ -90,7 +89,7 @@ class Distillation(RLModule):
                 f"{architecture!r} has a shared one; use proposed, or set both to false"
             )
         self.student = self.build_student()
-        self.teacher_kinds: list[str] = []  # per task, "q" or "policy": set when a fit starts
+        self.temperatures: list[float] = []  # per task, its teacher's tau: set when a fit starts
 
     def build_student(self, extractor_specs: Sequence[dict[str, Any]] | None = None) -> Student:
         """The student of the hyperparameters; ``extractor_specs`` (``networks.encoder_spec``)
@@ -117,35 +116,33 @@ class Distillation(RLModule):
     def policy(self, task_index: int = 0) -> Policy:
         return lambda obs: self.student(obs, task_index).argmax(dim=-1)
 
-    def greedy_actions(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Every task's greedy actions, in task order, from one student call over all tasks."""
-        return torch.cat(self.act_tasks(range(len(obs)), obs))
-
     def act_tasks(self, tasks: Sequence[int], obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The tasks' greedy actions from one student call (evaluation's acting path)."""
+        """The tasks' greedy actions from one student call over all of them (collection's and
+        evaluation's acting path)."""
         return [q.argmax(dim=-1) for q in self.student.forward_tasks(obs, tasks)]
 
     def setup(self, stage: str) -> None:
         """Fresh fits start from the teachers' features (a resumed fit then loads its checkpoint)."""
         if stage != "fit":
             return
-        datamodule = datamodule_of(self.trainer)
-        if not isinstance(datamodule, TeacherSource):
-            raise ConfigError(
-                f"Distillation learns from teachers: data must be a lightning_distill.data.DistillDataModule, "
-                f"got {type(datamodule).__name__}"
-            )
+        datamodule = require(
+            datamodule_of(self.trainer), TeacherSource, "Distillation", "use lightning_distill.data.DistillDataModule"
+        )
         teachers = datamodule.load_teachers()
-        self.teacher_kinds = [teacher.kind for teacher in teachers]
+        self.temperatures = [t.temperature(self.hparams.tau, self.hparams.policy_tau) for t in teachers]
         if self.hparams.init_from_teachers:
             self.copy_teacher_features(teachers)
 
     def tau_of(self, task_index: int) -> float:
-        """The temperature of the task's teacher: ``tau`` for Q-values, ``policy_tau`` for a policy."""
-        kind = self.teacher_kinds[task_index] if self.teacher_kinds else "q"
-        return self.hparams.policy_tau if kind == "policy" else self.hparams.tau
+        """The temperature of the task's teacher (``FrozenTeacher.temperature``): ``tau`` for
+        Q-values, ``policy_tau`` for a policy. Known once ``setup("fit")`` has loaded them."""
+        if not self.temperatures:
+            raise RuntimeError(
+                "Distillation.tau_of: the teachers are loaded by setup('fit'); train through trainer.fit"
+            )
+        return self.temperatures[task_index]
 
-    def copy_teacher_features(self, teachers: Sequence[Teacher | PolicyTeacher]) -> None:
+    def copy_teacher_features(self, teachers: Sequence[FrozenTeacher]) -> None:
         """Each task's extractor becomes a copy of its teacher's feature layers, in the teacher's
         shape (the paper's initialisation): no width needs repeating in the config."""
         specs = []
@@ -174,14 +171,14 @@ class Distillation(RLModule):
             self.student = self.build_student(specs)
 
     def training_step(self, batch: list[TensorDict], batch_idx: int) -> torch.Tensor:
-        datamodule = datamodule_as(self.trainer, ReplaySource, "Distillation")
+        datamodule = require(datamodule_of(self.trainer), ReplaySource, "Distillation")
         log = self.should_log()
         metrics: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=self.device)
         q_students = self.student.forward_tasks([minibatch["obs"] for minibatch in batch])
         for i, (minibatch, q_student) in enumerate(zip(batch, q_students, strict=True)):
             out = distillation_loss(
-                q_student, minibatch["q_teacher"], self.hparams.loss, self.tau_of(i), minibatch["weight"]
+                q_student, minibatch["teacher_logits"], self.hparams.loss, self.tau_of(i), minibatch["weight"]
             )
             total = total + out.loss
             datamodule.update_priority(i, minibatch["index"], out.priority)

@@ -240,7 +240,7 @@ class PPO(RLModule):
             returns = self.reward_scaler.returns_through(
                 student["reward"], student["terminated"] | student["truncated"]
             )
-            self.reward_scaler.stats.update(self.from_all_ranks(returns))
+            self.reward_scaler.stats.update(self.gather(returns))
             student["reward"] = self.reward_scaler(student["reward"])
         advantage, value = self.advantages(student)
         samples = student.flatten(0, 1)
@@ -272,12 +272,8 @@ class PPO(RLModule):
                 for key, value_ in parts.items():
                     stats.setdefault(key, []).append(value_)
         if self.actor_critic.obs_normalizer is not None:  # after the update: its log-probs used the old statistics
-            self.actor_critic.obs_normalizer.update(self.from_all_ranks(student["obs"]))  # every rank's: one network
+            self.actor_critic.obs_normalizer.update(self.gather(student["obs"]))  # every rank's: one network
         self.log_iteration(stats, beta, kept, batch)
-
-    def from_all_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
-        """``tensor`` of every DDP rank, stacked in a leading dimension (as it is on one process)."""
-        return cast(torch.Tensor, self.all_gather(tensor))
 
     def learning_rate(self) -> float:
         """``lr``, or with ``anneal_lr`` ``lr * (1 - k / max_epochs)``: a function of the iteration
@@ -354,7 +350,7 @@ class PPO(RLModule):
             metrics["transfer/kept"] = float(kept.shape[0])
             metrics["transfer/kept_fraction"] = kept.shape[0] / batch["teacher"].numel()
         datamodule = datamodule_of(self.trainer)
-        if isinstance(datamodule, RolloutSource):
+        if isinstance(datamodule, RolloutSource):  # a documented skip: a data module of the user's own
             metrics["train/env_steps"] = float(datamodule.env_steps)
             metrics["train/return"] = _mean(datamodule.recent_returns)
             if kept is not None:

@@ -22,15 +22,15 @@ import torch
 from lightning_distill.errors import ConfigError
 
 if TYPE_CHECKING:
+    from lightning_distill.contracts import FrozenTeacher
     from lightning_distill.tasks import Task
-    from lightning_distill.teachers import PolicyTeacher, Teacher
 
 
 class Replay(ABC):
     """A kind of replay memory for distillation: the config's ``data.replay`` (class_path).
 
     ``make_buffer`` builds one task's TorchRL buffer. Entries are TensorDicts with the
-    teacher's ``q_teacher`` and ``value`` (V(s) = max_a Q_T(s, a)) computed at insertion, plus
+    teacher's ``teacher_logits`` and ``value`` (V(s) = max_a Q_T(s, a)) computed at insertion, plus
     either ``obs`` or nothing (when frames are stored apart, see ``frames``). The sampler
     returns importance weights (``_weight``) and, unless uniform, reads
     ``update_priority(index, priority)`` after every update.
@@ -40,7 +40,7 @@ class Replay(ABC):
     """
 
     @abstractmethod
-    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
 
 
@@ -67,7 +67,7 @@ class UniformReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
 
-    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
         return uniform_buffer(self.capacity, batch_size, seed)
 
 
@@ -117,10 +117,10 @@ class PrioritizedReplay(Replay):
             self.partitions, self.partition_capacity, window=self.window, seed=seed, **self.sampling
         )
 
-    def value_range(self, task: Task, teacher: Teacher | PolicyTeacher, seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
         return None
 
-    def make_buffer(self, task: Task, teacher: Teacher | PolicyTeacher, batch_size: int, seed: int = 0):
+    def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
         from lightning_distill.replay.writer import PartitionWriter
 
         writer = PartitionWriter(self.partitions, self.partition_capacity, self.value_range(task, teacher, seed))
@@ -165,7 +165,7 @@ class HierarchicalReplay(PrioritizedReplay):
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self._sampler(0)
 
-    def value_range(self, task: Task, teacher: Teacher | PolicyTeacher, seed: int) -> tuple[float, float] | None:
+    def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
         if self.partitions == 1:
             return None
         low, high = estimate_value_range(task, teacher, self.value_steps, seed)
@@ -176,9 +176,7 @@ class HierarchicalReplay(PrioritizedReplay):
         return low, high
 
 
-def estimate_value_range(
-    task: Task, teacher: Teacher | PolicyTeacher, steps: int, seed: int = 0
-) -> tuple[float, float]:
+def estimate_value_range(task: Task, teacher: FrozenTeacher, steps: int, seed: int = 0) -> tuple[float, float]:
     """``[V_min, V_max]`` of the teacher's ``V(s)`` (``max_a Q_T(s, a)``, or a policy teacher's
     critic) over the states the teacher visits in ``steps`` agent steps of its own
     epsilon-greedy play (the evaluation protocol's)."""
@@ -191,9 +189,7 @@ def estimate_value_range(
         values.append(value)
         return targets.argmax(dim=-1)
 
-    evaluate(
-        teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed, device=next(teacher.parameters()).device
-    )
+    evaluate(teacher_policy, task, steps=steps, num_envs=min(8, steps), seed=seed, device=teacher.device)
     seen = torch.cat(values)
     return float(seen.min()), float(seen.max())
 

@@ -18,7 +18,7 @@ SAMPLER_PER_SLOT = ("priority", "generation")
 
 
 class TaskMemory:
-    """A TorchRL buffer of ``q_teacher`` and ``value`` per experience, plus the observations:
+    """A TorchRL buffer of ``teacher_logits`` and ``value`` per experience, plus the observations:
     inside the buffer (``obs``), or for Atari as frame ids into a ``FrameStacks`` pool.
 
     ``buffer`` comes from a ``Replay`` kind's ``make_buffer`` (a ``PartitionWriter`` and a
@@ -55,10 +55,12 @@ class TaskMemory:
         """Experiences stored (for H-PR, ``len(buffer)`` is its capacity: every slot is readable)."""
         return self.buffer.writer.stored
 
-    def add(self, obs: np.ndarray, q_teacher: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray) -> np.ndarray:
+    def add(
+        self, obs: np.ndarray, teacher_logits: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray
+    ) -> np.ndarray:
         """Store one experience per env: its observation and the teacher's outputs for it.
         Returns the buffer slots written."""
-        data = {"q_teacher": q_teacher.cpu(), "value": value.cpu()}
+        data = {"teacher_logits": teacher_logits.cpu(), "value": value.cpu()}
         if self.frames is None:
             return self.store(data | {"obs": torch.as_tensor(obs)}, data["value"].numpy().reshape(-1))
         return self.store(data, data["value"].numpy().reshape(-1), {"obs": self.frames.encode(obs, new_episode)})
@@ -101,7 +103,7 @@ class TaskMemory:
             self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
 
     def sample(self) -> TensorDict:
-        """A minibatch: ``obs``, ``q_teacher``, ``value``, ``index`` and ``weight`` (the
+        """A minibatch: ``obs``, ``teacher_logits``, ``value``, ``index`` and ``weight`` (the
         sampler's importance weights).
 
         ``index`` names each experience, not just its slot: ``slot + slots * generation``, the

@@ -32,8 +32,6 @@ class Teacher(nn.Module):
     parameters that get no gradient).
     """
 
-    kind = "q"  # distillation's target: softmax(Q_T / tau) with the Q-teachers' tau (0.01)
-
     def __init__(self, network: QNetwork, task: Task) -> None:
         super().__init__()
         self.network = network
@@ -70,11 +68,21 @@ class Teacher(nn.Module):
         """The layers a proposed student's task extractor is initialised from."""
         return self.network.features
 
+    def temperature(self, tau: float, policy_tau: float) -> float:
+        """Q-values are sharpened: the target is ``softmax(Q_T / tau)`` (the paper's tau, 0.01)."""
+        return tau
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def on_device(self, device: torch.device) -> Teacher:
+        """This teacher on ``device`` (the module's), moved once."""
+        return self if self.device == device else self.to(device)
+
 
 class PolicyTeacher(nn.Module):
     """A frozen actor-critic for one task: ``distribution``, ``value``, greedy ``act``."""
-
-    kind = "policy"  # distillation's target: softmax(logits_T / tau) with the policies' tau (1)
 
     def __init__(self, network: ActorCritic, task: Task) -> None:
         super().__init__()
@@ -116,6 +124,18 @@ class PolicyTeacher(nn.Module):
     def feature_layers(self) -> nn.Module:
         """The layers a proposed student's task extractor is initialised from: the actor's."""
         return self.network.actor_features
+
+    def temperature(self, tau: float, policy_tau: float) -> float:
+        """A policy's logits are its distribution: ``policy_tau`` (1 keeps it as it is)."""
+        return policy_tau
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def on_device(self, device: torch.device) -> PolicyTeacher:
+        """This teacher on ``device`` (the module's), moved once."""
+        return self if self.device == device else self.to(device)
 
 
 def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
