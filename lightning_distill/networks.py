@@ -39,6 +39,8 @@ def linear_layers(
     return layers, in_features
 
 
+#: the MLP extractor's default widths (vector observations), for every network that has one
+EXTRACTOR_HIDDEN: tuple[int, ...] = (64, 64)
 #: rows of a call up to which MinAtar's convolutions run faster on PyTorch's own CPU kernels
 SMALL_CONV_ROWS = 8
 #: set by ``acting_kernels`` for the calls inside it (this thread and context only)
@@ -108,7 +110,7 @@ class MinAtarConv(FeatureExtractor):
 class MLPEncoder(FeatureExtractor):
     """MLP for vector observations: ReLU for value networks, tanh for policies (PPO's usual)."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), activation: str = "relu") -> None:
+    def __init__(self, in_features: int, hidden: Sequence[int] = EXTRACTOR_HIDDEN, activation: str = "relu") -> None:
         super().__init__()
         self.hidden, self.activation = tuple(hidden), activation
         layers, width = linear_layers(in_features, hidden, {"relu": nn.ReLU, "tanh": nn.Tanh}[activation])
@@ -121,7 +123,7 @@ class MLPEncoder(FeatureExtractor):
 
 def make_encoder(
     task: Task,
-    extractor_hidden: Sequence[int] = (64, 64),
+    extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
     activation: str = "relu",
     obs_shape: Sequence[int] | None = None,
 ) -> FeatureExtractor:
@@ -155,7 +157,7 @@ def encoder_spec(encoder: nn.Module) -> dict[str, Any]:
 
 def encoder_from_spec(task: Task, spec: dict[str, Any]) -> FeatureExtractor:
     """The extractor ``encoder_spec`` described, freshly initialised, for ``task``."""
-    return make_encoder(task, spec.get("hidden", (64, 64)), spec.get("activation", "relu"))
+    return make_encoder(task, spec.get("hidden", EXTRACTOR_HIDDEN), spec.get("activation", "relu"))
 
 
 def default_head_hidden(task: Task) -> tuple[int, ...]:
@@ -178,7 +180,7 @@ class QNetwork(nn.Module):
 
 
 def make_q_network(
-    task: Task, head_hidden: Sequence[int] | None = None, extractor_hidden: Sequence[int] = (64, 64)
+    task: Task, head_hidden: Sequence[int] | None = None, extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN
 ) -> QNetwork:
     """Nature DQN for Atari, the MinAtar DQN, or an MLP Q-network, by the task's backend."""
     if not task.discrete:

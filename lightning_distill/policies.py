@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import linear_layers, make_encoder
+from lightning_distill.networks import EXTRACTOR_HIDDEN, linear_layers, make_encoder
 from lightning_distill.normalization import ObsNormalizer
 from lightning_distill.tasks import Task
 
@@ -193,7 +193,7 @@ class ActorCritic(nn.Module):
     def __init__(
         self,
         task: Task,
-        extractor_hidden: Sequence[int] = (64, 64),
+        extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
         critic_hidden: Sequence[int] | None = None,
         activation: str = "tanh",
         head_hidden: Sequence[int] = (),

@@ -25,7 +25,14 @@ import torch
 from torch import nn
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.networks import FeatureExtractor, encoder_from_spec, encoder_spec, linear_layers, make_encoder
+from lightning_distill.networks import (
+    EXTRACTOR_HIDDEN,
+    FeatureExtractor,
+    encoder_from_spec,
+    encoder_spec,
+    linear_layers,
+    make_encoder,
+)
 from lightning_distill.tasks import Task
 
 ARCHITECTURES = ("proposed", "dist", "amn")
@@ -186,7 +193,7 @@ def make_student(
     architecture: str,
     tasks: Sequence[Task],
     head_hidden: Sequence[int] | None = None,
-    extractor_hidden: Sequence[int] = (64, 64),
+    extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
     extractor_specs: Sequence[dict[str, Any]] | None = None,
 ) -> Student:
     """A student by name. ``head_hidden`` ``None`` means the paper's widths (``PAPER_HIDDEN``);

@@ -1,8 +1,9 @@
 """Experience for multi-task distillation (spec section 5): the student acts, the teacher labels.
 
 Every task has its own envs and replay memory. The student acts epsilon-greedy over the
-task's actions; each experience is stored with the teacher's Q-vector ``q_T`` and state value
-``V(s) = max_a Q_T(s, a)``, computed once, at insertion. Every ``train_freq`` steps of every
+task's actions; each experience is stored with the teacher's targets ``teacher_logits`` (a
+Q-teacher's Q-values, a policy teacher's logits) and its state value ``V(s)`` (``max_a Q_T(s, a)``
+for a Q-teacher, the critic's ``V_T(s)`` for a policy), computed once, at insertion. Every ``train_freq`` steps of every
 task, one minibatch per task is sampled and the list of them is one training batch.
 """
 
@@ -157,17 +158,14 @@ class DistillDataModule(RLDataModule):
     @torch.inference_mode()
     def collect(self, steps: int) -> None:
         """Step every task's envs ``steps`` times with the student, storing each experience
-        with the teacher's targets (Q-values, or a policy's logits) and ``V``.
+        with the teacher's targets and ``V``.
 
         Each step is one student call over all tasks' observations (the layers tasks share run
-        once over all rows), the teachers' calls, and one copy to the host of everything the
-        envs and the memories need. Envs that can step in the background (ALE's; gymnasium's
-        with ``async_envs``) do so while the step's experiences are written (``VecEnv.step_async``),
-        and the last step of a call goes on through the update that follows: the next call waits
-        for it first. The overlap adds
-        no lag, since the observations a step returns are acted on after that update. The lag
-        there is comes from Lightning, which fetches the next batch before the current update:
-        the student that acts is at most one update old (tested)."""
+        once), the teachers' calls, and one copy to the host. Envs that step in the background
+        (ALE's; gymnasium's with ``async_envs``) do so while the step's experiences are written,
+        and the last step goes on through the update that follows; the next call waits for it
+        first. Lightning fetches the next batch before the current update, so the student that
+        acts is one update old, overlap or not (tested)."""
         actor = require(
             self.acting_module, MultiTaskActor, "DistillDataModule", "use lightning_distill.modules.Distillation"
         )

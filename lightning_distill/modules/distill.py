@@ -19,7 +19,7 @@ from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.losses import LOSSES, distillation_loss
 from lightning_distill.modules.base import CHECKPOINT_KEY, RLModule
-from lightning_distill.networks import encoder_spec
+from lightning_distill.networks import EXTRACTOR_HIDDEN, encoder_spec
 from lightning_distill.students import Student, make_student
 from lightning_distill.tasks import Task
 from lightning_distill.upstream import datamodule_of
@@ -66,7 +66,7 @@ class Distillation(RLModule):
         tasks: Sequence[Task | Mapping[str, Any]] | None = None,
         architecture: str = "proposed",
         head_hidden: Sequence[int] | Literal["auto"] = "auto",
-        extractor_hidden: Sequence[int] = (64, 64),
+        extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
         loss: str = "kl",
         tau: float = 0.01,
         policy_tau: float = 1.0,

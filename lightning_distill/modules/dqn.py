@@ -13,7 +13,7 @@ from tensordict import TensorDict
 from lightning_distill.checks import AT_LEAST_1, POSITIVE, UNIT, Range, check_ranges
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
-from lightning_distill.networks import make_q_network
+from lightning_distill.networks import EXTRACTOR_HIDDEN, make_q_network
 from lightning_distill.tasks import Task
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class DQN(RLModule):
         huber_delta: float = 1.0,
         clip_rewards: bool = False,
         head_hidden: Sequence[int] | Literal["auto"] = "auto",
-        extractor_hidden: Sequence[int] = (64, 64),
+        extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
     ) -> None:
         check_ranges("model.init_args", self.RANGES, locals())
         super().__init__(tasks)

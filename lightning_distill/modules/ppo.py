@@ -34,6 +34,7 @@ from lightning_distill.contracts import RolloutSource
 from lightning_distill.errors import ConfigError
 from lightning_distill.evaluation import Policy
 from lightning_distill.modules.base import RLModule
+from lightning_distill.networks import EXTRACTOR_HIDDEN
 from lightning_distill.normalization import RewardScaler
 from lightning_distill.policies import ActionDist, ActorCritic
 from lightning_distill.ppo_losses import (
@@ -146,7 +147,7 @@ class PPO(RLModule):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         normalize_advantage: bool = True,
-        extractor_hidden: Sequence[int] = (64, 64),
+        extractor_hidden: Sequence[int] = EXTRACTOR_HIDDEN,
         head_hidden: Sequence[int] = (512,),
         log_std_init: float = 0.0,
         normalize_obs: bool = False,

@@ -25,12 +25,18 @@ if TYPE_CHECKING:
     from lightning_distill.contracts import FrozenTeacher
     from lightning_distill.tasks import Task
 
+#: the paper's sampling defaults, written once (the replay configs take them from here): the
+#: rank exponent alpha (Schaul et al.'s rank-based 0.7), beta annealed from 0.5 to 1, and the
+#: visit window of H-PR's partition distribution
+ALPHA, BETA, BETA_FINAL, WINDOW = 0.7, 0.5, 1.0, 100_000
+
 
 class Replay(ABC):
     """A kind of replay memory for distillation: the config's ``data.replay`` (class_path).
 
     ``make_buffer`` builds one task's TorchRL buffer. Entries are TensorDicts with the
-    teacher's ``teacher_logits`` and ``value`` (V(s) = max_a Q_T(s, a)) computed at insertion, plus
+    teacher's ``teacher_logits`` and ``value`` (its state value: ``max_a Q_T(s, a)`` for a Q-teacher, its critic's
+    ``V_T(s)`` for a policy) computed at insertion, plus
     either ``obs`` or nothing (when frames are stored apart, see ``frames``). The sampler
     returns importance weights (``_weight``) and, unless uniform, reads
     ``update_priority(index, priority)`` after every update.
@@ -98,9 +104,9 @@ class PrioritizedReplay(Replay):
     def __init__(
         self,
         capacity: int = 500_000,
-        alpha: float = 0.7,
-        beta: float = 0.5,
-        beta_final: float = 1.0,
+        alpha: float = ALPHA,
+        beta: float = BETA,
+        beta_final: float = BETA_FINAL,
         beta_updates: int = 1_000_000,
     ) -> None:
         if capacity < 1:
@@ -148,11 +154,11 @@ class HierarchicalReplay(PrioritizedReplay):
         self,
         partitions: int = 5,
         partition_capacity: int = 200_000,
-        alpha: float = 0.7,
-        beta: float = 0.5,
-        beta_final: float = 1.0,
+        alpha: float = ALPHA,
+        beta: float = BETA,
+        beta_final: float = BETA_FINAL,
         beta_updates: int = 1_000_000,
-        window: int = 100_000,
+        window: int = WINDOW,
         value_steps: int = 10_000,
     ) -> None:
         if partitions < 1 or partition_capacity < 1 or value_steps < 1:

@@ -18,8 +18,9 @@ SAMPLER_PER_SLOT = ("priority", "generation")
 
 
 class TaskMemory:
-    """A TorchRL buffer of ``teacher_logits`` and ``value`` per experience, plus the observations:
-    inside the buffer (``obs``), or for Atari as frame ids into a ``FrameStacks`` pool.
+    """One task's TorchRL buffer and its observations: inside the buffer, or for Atari as frame
+    ids into a ``FrameStacks`` pool. Distillation stores ``teacher_logits`` and ``value`` per
+    experience (``add``); a DQN's ``TransitionMemory`` stores transitions.
 
     ``buffer`` comes from a ``Replay`` kind's ``make_buffer`` (a ``PartitionWriter`` and a
     ``HierarchicalSampler`` over a TorchRL storage).
@@ -70,9 +71,8 @@ class TaskMemory:
         of ``frame_ids`` reference the pool's frames. Returns the buffer slots written.
 
         The first write lets TorchRL lay out the storage; later rows are copied into its
-        tensors directly: the writer picks the slots, the sampler ranks them.
-        ``ReplayBuffer.extend`` would wrap the same work in a TensorDict, a lock and its
-        transforms, at ~0.5 ms a call, four calls per agent step with four tasks."""
+        tensors directly: the writer picks the slots, the sampler ranks them (the measured cost
+        of going through ``ReplayBuffer.extend`` instead is in docs/replay.md)."""
         writer = self.buffer.writer
         slots = writer.place(values)
         keep = writer.last_writes(slots) if len(slots) > writer.capacity else None
@@ -113,9 +113,7 @@ class TaskMemory:
         occupant.
 
         Calls the buffer's sampler directly and ``index_select``s the storage's tensors one by
-        one: ``ReplayBuffer.sample`` adds ~100 us of locking and transform handling, and
-        indexing the stored TensorDict ~50 us of shape bookkeeping and advanced indexing, that
-        this path does not need."""
+        one, without ``ReplayBuffer.sample``'s locking and transforms, which nothing here uses."""
         slot, info = self.buffer.sampler.sample(self.buffer.storage, self.batch_size)
         batch = {key: column.index_select(0, slot) for key, column in self.columns().items()}
         batch["index"] = torch.from_numpy(slot.numpy() + self.slots * info["index_generation"].astype(np.int64))

@@ -33,7 +33,7 @@ import torch
 from torchrl.data.replay_buffers.samplers import Sampler
 
 from lightning_distill.errors import ConfigError
-from lightning_distill.replay import ranks
+from lightning_distill.replay import ALPHA, BETA, BETA_FINAL, WINDOW, ranks
 from lightning_distill.replay.writer import check_layout
 
 
@@ -56,11 +56,11 @@ class HierarchicalSampler(Sampler):
         self,
         partitions: int,
         capacity: int,
-        alpha: float = 0.7,
-        beta: float = 0.5,
-        beta_final: float = 1.0,
+        alpha: float = ALPHA,
+        beta: float = BETA,
+        beta_final: float = BETA_FINAL,
         beta_updates: int = 1_000_000,
-        window: int = 100_000,
+        window: int = WINDOW,
         uniform: bool = False,
         seed: int = 0,
     ) -> None:
