@@ -111,14 +111,18 @@ class DistillCLI(LightningCLI):
         from lightning_distill.play import add_play_arguments
 
         play_parser = ArgumentParser(
-            description="Watch a checkpoint play: returns per episode, and a video.", **PARSER_KWARGS
+            prog="python -m lightning_distill play",
+            description="Watch a checkpoint play: returns per episode, and a video.",
+            **PARSER_KWARGS,
         )
         add_play_arguments(play_parser)
         add_subcommand(self, parser, "play", play_parser)
         from lightning_distill.report import add_report_arguments
 
         report_parser = ArgumentParser(
-            description="Tables and plots over runs, grouped by what differs in their configs.", **PARSER_KWARGS
+            prog="python -m lightning_distill report",
+            description="Tables and plots over runs, grouped by what differs in their configs.",
+            **PARSER_KWARGS,
         )
         add_report_arguments(report_parser)
         add_subcommand(self, parser, "report", report_parser)
@@ -221,6 +225,17 @@ class DistillCLI(LightningCLI):
                 raise
             print(interruption_line(interruption, self.command_line), file=sys.stderr, flush=True)
             raise SystemExit(interruption.exit_code) from None
+
+    def validate(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
+        """``trainer.validate``, its results printed one metric a line, as logged (``319.6``, not
+        Lightning's table of float32 noise)."""
+        from lightning_distill.loggers import as_logged
+
+        kwargs["verbose"] = False
+        for results in self.trainer.validate(model, datamodule=datamodule, **kwargs):
+            for key, value in sorted(results.items()):
+                if self.trainer.is_global_zero:
+                    print(f"{key}: {as_logged(float(value))}")
 
     def _interruption(self) -> Any:
         from lightning_distill.checkpointing import SaveOnInterrupt
@@ -334,6 +349,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the data is an endless stream: trainer.max_steps (updates) ends a run
     "check_val_every_n_epoch": None,  # evaluate every trainer.val_check_interval updates
     "num_sanity_val_steps": 0,
+    "enable_model_summary": False,  # Lightning's table of parameter counts (and 0 FLOPs): not what a run needs
     # checkpoints are renamed into place, never left half-written by a killed run
     "plugins": [{"class_path": "lightning_distill.checkpointing.AtomicCheckpointIO"}],
 }

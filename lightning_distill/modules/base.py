@@ -76,7 +76,8 @@ class RLModule(pl.LightningModule):
         if task is None:
             if len(self.tasks) > 1:
                 raise ConfigError(
-                    f"this agent serves {len(self.tasks)} tasks; choose one of {[t.id for t in self.tasks]}"
+                    f"this agent serves {len(self.tasks)} tasks; choose one with --task: "
+                    f"{', '.join(t.id for t in self.tasks)}"
                 )
             return 0
         task_id = task.id if isinstance(task, Task) else task

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from typing_extensions import Self
 
 from lightning_distill.errors import CheckpointError, ConfigError
 from lightning_distill.policies import Categorical
@@ -25,21 +26,35 @@ if TYPE_CHECKING:
     from lightning_distill.policies import ActionDist, ActorCritic
 
 
-class Teacher(nn.Module):
-    """A frozen Q-network for one task: ``q_values``, ``value`` and greedy ``act``.
+class FrozenModule(nn.Module):
+    """What both teachers share: one task's network, frozen (eval mode, ``requires_grad=False``:
+    DDP would otherwise complain about parameters that get no gradient), moved to a device once."""
 
-    Frozen means eval mode and ``requires_grad=False`` (DDP would otherwise complain about
-    parameters that get no gradient).
-    """
-
-    def __init__(self, network: QNetwork, task: Task) -> None:
+    def __init__(self, network: nn.Module, task: Task) -> None:
         super().__init__()
         self.network = network
         self.task = task
         self.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> Teacher:
+    def train(self, mode: bool = True) -> Self:
         return super().train(False)  # a teacher never leaves eval mode
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def on_device(self, device: torch.device) -> Self:
+        """This teacher on ``device`` (the module's), moved once."""
+        return self if self.device == device else self.to(device)
+
+
+class Teacher(FrozenModule):
+    """A frozen Q-network for one task: ``q_values``, ``value`` and greedy ``act``."""
+
+    network: QNetwork
+
+    def __init__(self, network: QNetwork, task: Task) -> None:
+        super().__init__(network, task)
 
     @torch.no_grad()
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -72,26 +87,14 @@ class Teacher(nn.Module):
         """Q-values are sharpened: the target is ``softmax(Q_T / tau)`` (the paper's tau, 0.01)."""
         return tau
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
-    def on_device(self, device: torch.device) -> Teacher:
-        """This teacher on ``device`` (the module's), moved once."""
-        return self if self.device == device else self.to(device)
-
-
-class PolicyTeacher(nn.Module):
+class PolicyTeacher(FrozenModule):
     """A frozen actor-critic for one task: ``distribution``, ``value``, greedy ``act``."""
 
-    def __init__(self, network: ActorCritic, task: Task) -> None:
-        super().__init__()
-        self.network = network
-        self.task = task
-        self.eval().requires_grad_(False)
+    network: ActorCritic
 
-    def train(self, mode: bool = True) -> PolicyTeacher:
-        return super().train(False)
+    def __init__(self, network: ActorCritic, task: Task) -> None:
+        super().__init__(network, task)
 
     @torch.no_grad()
     def distribution(self, obs: torch.Tensor) -> ActionDist:
@@ -128,14 +131,6 @@ class PolicyTeacher(nn.Module):
     def temperature(self, tau: float, policy_tau: float) -> float:
         """A policy's logits are its distribution: ``policy_tau`` (1 keeps it as it is)."""
         return policy_tau
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def on_device(self, device: torch.device) -> PolicyTeacher:
-        """This teacher on ``device`` (the module's), moved once."""
-        return self if self.device == device else self.to(device)
 
 
 def mismatch_error(source: str, task: Task, teacher_actions: int, teacher_input: str) -> CheckpointError:
