@@ -151,7 +151,7 @@ def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_poli
     model = Distillation(tasks=data.tasks, head_hidden=[32], lr=1e-3)
     batches = fit_and_record_batches(model, data, max_steps=5)
     (teacher,) = data.load_teachers()
-    assert teacher.kind == "policy" and model.tau_of(0) == 1.0
+    assert teacher.temperature(0.01, 1.0) == 1.0 and model.tau_of(0) == 1.0
     (minibatch,) = batches[-1]
     obs = minibatch["obs"].float()
     torch.testing.assert_close(minibatch["teacher_logits"], teacher.network.distribution(obs).logits)
