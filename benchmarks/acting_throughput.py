@@ -259,6 +259,9 @@ def paper_run_hours(rates: dict[str, float], variant: str) -> float:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=["minatar", "atari", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=3)

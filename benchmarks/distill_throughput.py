@@ -128,6 +128,9 @@ def minimal_loop(args, tasks: list[Task], teacher_refs: list[str]) -> tuple[floa
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", nargs="+", default=GAMES)
     parser.add_argument("--updates", type=int, default=1500, help="updates per run at the quick start's size")

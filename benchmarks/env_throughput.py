@@ -47,6 +47,9 @@ def steps_per_second(reset, step, actions: np.ndarray) -> float:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="Breakout")
     parser.add_argument("--num-envs", type=int, default=8)

@@ -262,6 +262,9 @@ def report(name: str) -> None:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "report", "list"])
     parser.add_argument("experiment", nargs="?", choices=list(EXPERIMENTS))

@@ -137,6 +137,9 @@ def measure(args, shape: str) -> dict[str, float]:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
     parser.add_argument("--device", default="cpu")

@@ -192,6 +192,9 @@ def report(args) -> None:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("--pair", default="reacher", help="configs/repaint/<pair>_<teacher>.yaml")

@@ -96,6 +96,9 @@ def first_call_seconds(cache_dir: str | None) -> float:
 
 
 def main() -> None:
+    from lightning_distill.cli import quiet_third_party_output
+
+    quiet_third_party_output()  # Lightning's tips and torch's deprecations are no benchmark's output
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--partitions", type=int, default=5)
     parser.add_argument("--capacity", type=int, default=200_000, help="experiences per partition")
