@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -23,7 +23,11 @@ from lightning_distill.modules.base import RLModule
 from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
 from lightning_distill.upstream import add_subcommand, callbacks_of
 
+if TYPE_CHECKING:
+    from lightning_distill.checkpointing import Interruption
+
 DEFAULT_RUN_DIR = "runs"
+DESCRIPTION = "Knowledge transfer in deep RL on Lightning: multi-task policy distillation (H-PR) and REPAINT."
 #: Subcommands that build no Trainer, model or data module.
 STANDALONE = ("play", "report")
 #: omegaconf+: ${...} interpolation in configs, resolved after the command line's overrides (so a
@@ -87,7 +91,9 @@ class DistillCLI(LightningCLI):
             RLDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            parser_kwargs={name: dict(PARSER_KWARGS) for name in self.subcommands()} | PARSER_KWARGS,
+            parser_kwargs={name: dict(PARSER_KWARGS) for name in self.subcommands()}
+            | PARSER_KWARGS
+            | {"prog": "python -m lightning_distill", "description": DESCRIPTION},
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_callback=SaveConfigEverywhere,
             save_config_kwargs={"overwrite": False},
@@ -111,7 +117,6 @@ class DistillCLI(LightningCLI):
         from lightning_distill.play import add_play_arguments
 
         play_parser = ArgumentParser(
-            prog="python -m lightning_distill play",
             description="Watch a checkpoint play: returns per episode, and a video.",
             **PARSER_KWARGS,
         )
@@ -120,7 +125,6 @@ class DistillCLI(LightningCLI):
         from lightning_distill.report import add_report_arguments
 
         report_parser = ArgumentParser(
-            prog="python -m lightning_distill report",
             description="Tables and plots over runs, grouped by what differs in their configs.",
             **PARSER_KWARGS,
         )
@@ -237,7 +241,7 @@ class DistillCLI(LightningCLI):
                 if self.trainer.is_global_zero:
                     print(f"{key}: {as_logged(float(value))}")
 
-    def _interruption(self) -> Any:
+    def _interruption(self) -> Interruption | None:
         from lightning_distill.checkpointing import SaveOnInterrupt
 
         for callback in callbacks_of(self.trainer):
@@ -282,7 +286,7 @@ def resume_command(command_line: list[str]) -> str:
     return shlex.join(["python", "-m", "lightning_distill", *args, "--ckpt_path", "last"])
 
 
-def interruption_line(interruption: Any, command_line: list[str]) -> str:
+def interruption_line(interruption: Interruption, command_line: list[str]) -> str:
     """``interrupted (SIGINT) at update 5500: saved ...last.ckpt; resume with: ...``."""
     head = f"interrupted ({interruption.signal_name}) at update {interruption.step}"
     if not interruption.saved:

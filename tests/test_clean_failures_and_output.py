@@ -247,3 +247,10 @@ def test_a_bad_choice_names_the_value_and_every_valid_choice(capsys):
     )
     assert line.startswith("error: trainer.precision='bf17' is not valid; valid: ")
     assert "'bf16-mixed'" in line and "'32-true'" in line
+
+
+@pytest.mark.parametrize("subcommand", ["report", "play", "fit"])
+def test_help_names_the_command_a_user_types(subcommand, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(subcommand, "--help")
+    assert capsys.readouterr().out.startswith(f"usage: python -m lightning_distill [options] {subcommand} ")
