@@ -24,9 +24,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_distill.errors import CheckpointError
+from lightning_distill.loggers import as_logged
 from lightning_distill.upstream import defers_save_until_validation, every_n_train_steps, fast_dev_run
 
 
@@ -124,6 +126,20 @@ class ModelCheckpoint(LightningModelCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         self._write_last(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """One line that names the checkpoint to play or distil from, and the one to resume."""
+        super().on_fit_end(trainer, pl_module)
+        if trainer.state.fn != "fit" or fast_dev_run(trainer):
+            return
+        parts = []
+        if self.monitor and self.best_model_path and self.best_model_score is not None:
+            score = as_logged(float(self.best_model_score))
+            parts.append(f"best checkpoint ({self.monitor} {score}): {self.best_model_path}")
+        if self.save_last and self.last_model_path:
+            parts.append(f"latest: {self.last_model_path}")
+        if parts:
+            rank_zero_info("; ".join(parts))
 
     def write_last_now(self, trainer: pl.Trainer) -> Path | None:
         """``last.ckpt`` at the current update (an interrupted run's resume point); ``None``

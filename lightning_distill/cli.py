@@ -59,6 +59,8 @@ class SaveConfigEverywhere(SaveConfigCallback):
         self.resumed_from = resumed_from
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit":  # ``validate`` writes nothing
+            return
         if self.resumed_from is not None and trainer.is_global_zero and trainer.log_dir is not None:
             previous = Path(trainer.log_dir, self.config_filename)
             if previous.is_file():
@@ -213,6 +215,8 @@ class DistillCLI(LightningCLI):
                     entry.class_path = UPGRADED_CLASSES[class_path]
             if subcommand == "fit" and self.checkpoint is not None:
                 self._continue_run(config, self.checkpoint)
+            if subcommand == "validate":  # a read-only check: no run folder, no W&B run
+                config.trainer.logger = False
 
     def fit(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
         """``trainer.fit``; a run that fails before its first update leaves no run folder behind,
@@ -232,14 +236,16 @@ class DistillCLI(LightningCLI):
 
     def validate(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
         """``trainer.validate``, its results printed one metric a line, as logged (``319.6``, not
-        Lightning's table of float32 noise)."""
+        Lightning's table of float32 noise; counts as counts). It writes no run folder and no W&B
+        run: the evaluation a run logs is ``fit``'s."""
         from lightning_distill.loggers import as_logged
 
         kwargs["verbose"] = False
         for results in self.trainer.validate(model, datamodule=datamodule, **kwargs):
             for key, value in sorted(results.items()):
                 if self.trainer.is_global_zero:
-                    print(f"{key}: {as_logged(float(value))}")
+                    shown = as_logged(float(value))
+                    print(f"{key}: {int(shown) if float(shown).is_integer() else shown}")
 
     def _interruption(self) -> Interruption | None:
         from lightning_distill.checkpointing import SaveOnInterrupt
@@ -250,8 +256,18 @@ class DistillCLI(LightningCLI):
         return None
 
     def _set_seed(self) -> None:
-        if self.config.get("subcommand") not in STANDALONE:
-            super()._set_seed()
+        """Lightning's seeding, without its ``Seed set to 0`` line (the seed is in ``config.yaml``,
+        and the line came before any one-line error about the config)."""
+        from lightning.fabric.utilities.seed import seed_everything
+
+        subcommand = self.config.get("subcommand")
+        if subcommand in STANDALONE:
+            return
+        config = self.config[subcommand]
+        seed = config.get("seed_everything")
+        if seed is False:
+            return
+        config["seed_everything"] = seed_everything(None if seed is True else seed, workers=True, verbose=False)
 
     def instantiate_classes(self) -> None:
         if self.config.get("subcommand") not in STANDALONE:
@@ -374,10 +390,12 @@ QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud")
 
 def quiet_third_party_output() -> None:
     """A run prints its progress, evaluations and results; not what is no user's to act on
-    (deprecations inside Lightning and torch, Lightning's advertisement for litlogger)."""
+    (deprecations inside Lightning and torch, Lightning's advertisement for litlogger, TorchRL's
+    INFO lines when TorchRL was imported before this package set ``RL_LOGGING_LEVEL``)."""
     import logging
     import warnings
 
+    logging.getLogger("torchrl").setLevel(logging.WARNING)
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(

@@ -78,17 +78,19 @@ def summarize_parser_error(message: str) -> str:
 
 
 def _literal_choices(message: str) -> list[str]:
-    """The values of every ``typing.Literal[...]`` in a jsonargparse message, in order, once each."""
+    """The values of every ``typing.Literal[...]`` in a jsonargparse message, in order, once each;
+    a number that is also accepted as a string (Lightning's ``64`` and ``'64'``) is named once,
+    as the string."""
     import ast
 
-    choices: list[str] = []
+    values: list[object] = []
     for group in re.findall(r"typing\.Literal\[([^\]]*)\]", message):
         try:
-            values = ast.literal_eval(f"[{group}]")
+            values += [v for v in ast.literal_eval(f"[{group}]") if v not in values]
         except (ValueError, SyntaxError):
             continue
-        choices += [repr(v) for v in values if repr(v) not in choices]
-    return choices
+    strings = {v for v in values if isinstance(v, str)}
+    return [repr(v) for v in values if isinstance(v, str) or str(v) not in strings]
 
 
 def suggest_trainer_keys(message: str) -> str:

@@ -247,6 +247,18 @@ def test_a_bad_choice_names_the_value_and_every_valid_choice(capsys):
     )
     assert line.startswith("error: trainer.precision='bf17' is not valid; valid: ")
     assert "'bf16-mixed'" in line and "'32-true'" in line
+    choices = line.split("; valid: ", 1)[1].split(", ")
+    assert len(choices) == len(set(choices)) and "32" not in choices  # '32' once, as the string
+
+
+def test_an_out_of_range_value_is_all_that_stderr_holds(capfd):
+    """The error is the only line: no ``Seed set to 0`` (Lightning's log handler writes to the
+    process's stderr, so this reads the file descriptor)."""
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(REPO / "configs/repaint/cartpole.yaml"), "--model.init_args.clip=-0.2")
+    assert capfd.readouterr().err.strip().splitlines() == [
+        "error: model.init_args.clip=-0.2 is out of range; valid: 0 < clip"
+    ]
 
 
 @pytest.mark.parametrize("subcommand", ["report", "play", "fit"])

@@ -126,12 +126,12 @@ def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpol
         str(cartpole_run / "config.yaml"),
         "--ckpt_path",
         str(cartpole_best_ckpt),
-        *csv_logger(tmp_path, "validate"),
         "--trainer.enable_progress_bar",
         "false",
     )
     out = capsys.readouterr().out
-    assert "eval/CartPole-v1/return" in out and "eval/CartPole-v1/episodes: 10.0" in out
+    assert "eval/CartPole-v1/return" in out and "eval/CartPole-v1/episodes: 10\n" in out
+    assert sorted(p.name for p in cartpole_run.parent.iterdir()) == [cartpole_run.name]  # no new run folder
     (shown,) = [line for line in out.splitlines() if line.startswith("eval/CartPole-v1/return: ")]
     assert len(shown.split(": ")[1]) <= 8, shown  # the value as logged, not float32 noise
 
