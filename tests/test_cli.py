@@ -149,6 +149,8 @@ def test_validate_evaluates_a_checkpoint_with_the_protocol(cartpole_run, cartpol
                 "1000",
                 "--data.init_args.evaluation.steps",
                 "200",
+                "--data.init_args.evaluation.num_envs",
+                "1",
             ],
         ),
     ],

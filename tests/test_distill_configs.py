@@ -77,6 +77,8 @@ def run_a_few_hundred_steps(
         str(learning_starts),
         "--data.init_args.evaluation.steps",
         "100",
+        "--data.init_args.evaluation.num_envs",
+        "1",  # the configs' 8 evaluation envs a game cost ~1 s each to start
         "--trainer.max_steps",
         str(updates),
         *csv_logger(tmp_path, config),

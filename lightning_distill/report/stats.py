@@ -74,14 +74,22 @@ def interval(per_game: PerGame, statistic: Callable[..., np.ndarray], seed: int 
 def probability_of_improvement(x: PerGame, y: PerGame, lower_is_better: bool = False) -> float:
     """P(X > Y): for each game the chance that a run of X scores above a run of Y (ties count
     half: the Mann-Whitney U statistic over all pairs of seeds / pairs), averaged over games."""
-    chances = []
-    for game_x, game_y in zip(x, y, strict=True):
-        xs, ys = np.asarray(game_x, dtype=float), np.asarray(game_y, dtype=float)
-        if lower_is_better:
-            xs, ys = -xs, -ys
-        u = stats.mannwhitneyu(xs, ys, method="asymptotic").statistic if len(xs) and len(ys) else np.nan
-        chances.append(u / max(len(xs) * len(ys), 1))
+    chances = [
+        _chance_above(np.asarray(game_x, dtype=float), np.asarray(game_y, dtype=float), lower_is_better)
+        for game_x, game_y in zip(x, y, strict=True)
+    ]
     return float(np.nanmean(chances))
+
+
+def _chance_above(xs: np.ndarray, ys: np.ndarray, lower_is_better: bool) -> np.ndarray:
+    """``U / (n m)`` along the last axis (any leading axes are resamples): the share of pairs in
+    which x beats y, ties counting half; NaN when either side is empty."""
+    if not xs.shape[-1] or not ys.shape[-1]:
+        return np.full(np.broadcast_shapes(xs.shape[:-1], ys.shape[:-1]), np.nan)
+    if lower_is_better:
+        xs, ys = -xs, -ys
+    pairs_x, pairs_y = xs[..., :, None], ys[..., None, :]
+    return ((pairs_x > pairs_y) + 0.5 * (pairs_x == pairs_y)).mean(axis=(-2, -1))
 
 
 def improvement_interval(
@@ -91,10 +99,14 @@ def improvement_interval(
     games = len(x)
     samples = [np.asarray(v, dtype=float) for v in (*x, *y)]
 
-    def statistic(*resampled: np.ndarray) -> float:
-        return probability_of_improvement(resampled[:games], resampled[games:], lower_is_better)
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        per_game = [
+            _chance_above(np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1), lower_is_better)
+            for a, b in zip(resampled[:games], resampled[games:], strict=True)
+        ]
+        return np.nanmean(np.stack(per_game), axis=0)
 
-    return _estimate(samples, statistic, seed, vectorized=False, resamples=RESAMPLES // 4)
+    return _estimate(samples, statistic, seed, resamples=RESAMPLES // 4)
 
 
 def ratio_interval(x: PerGame, y: PerGame, seed: int = 0) -> tuple[float, float, float]:
