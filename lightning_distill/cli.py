@@ -59,7 +59,7 @@ class SaveConfigEverywhere(SaveConfigCallback):
         self.resumed_from = resumed_from
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage != "fit":  # ``validate`` writes nothing
+        if stage != "fit" or not trainer.loggers:  # ``validate``, or ``--trainer.logger false``: no run folder
             return
         if self.resumed_from is not None and trainer.is_global_zero and trainer.log_dir is not None:
             previous = Path(trainer.log_dir, self.config_filename)

@@ -199,3 +199,26 @@ def test_two_runs_of_one_config_never_clobber_each_others_config(tmp_path, monke
     runs = sorted((tmp_path / "runs" / "teacher_cartpole").iterdir())
     assert [r.name for r in runs] == ["version_0", "version_1"]
     assert all((r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs)
+
+
+def test_runs_without_a_logger_write_no_config_and_run_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Lightning would have saved ./config.yaml, and refused the second run
+    for _ in range(2):
+        run_cli(
+            "fit",
+            "--config",
+            str(REPO / "configs/teacher/cartpole.yaml"),
+            "--trainer.logger",
+            "false",
+            "--trainer.max_steps",
+            "20",
+            "--data.init_args.learning_starts",
+            "32",
+            "--trainer.val_check_interval",
+            "20",
+            "--data.init_args.evaluation.episodes",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+        )
+    assert not (tmp_path / "config.yaml").exists()
