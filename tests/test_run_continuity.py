@@ -74,9 +74,8 @@ def test_last_ckpt_is_the_latest_state_and_a_resume_continues_the_same_run_with_
     StartProbe.started_at = []
     dqn_run(tmp_path, 300)
     checkpoints = tmp_path / "dqn" / "version_0" / "checkpoints"
-    assert caplog.messages[-1] == (  # the run's last line names what it kept
-        f"best checkpoint (probe/score 900.0): {checkpoints / 'best-step=100.ckpt'}; latest: {checkpoints / 'last.ckpt'}"
-    )
+    best, last = checkpoints / "best-step=100.ckpt", checkpoints / "last.ckpt"
+    assert caplog.messages[-1] == f"best checkpoint (probe/score 900.0): {best}; latest: {last}"  # what it kept
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best-step=100.ckpt", "last.ckpt"]
     assert step_of(checkpoints / "last.ckpt") == 300  # not the best (100): the metric got worse
 
