@@ -7,8 +7,10 @@ Measured per minibatch:
 
 - ``torchrl uniform`` (the reference): ``ReplayBuffer(LazyTensorStorage, RandomSampler).sample``;
 - ``our uniform``, ``PR`` (one partition of 1M) and ``H-PR``: what ``TaskMemory`` does per task
-  and update: draw (uniform, or partition share x exact rank), importance weights, gather the
-  rows, then (PR, H-PR) write the new priorities, stale-guarded, each moved to its exact rank;
+  and update, through TorchRL's public ``ReplayBuffer.sample`` and the sampler's
+  ``update_priority``: draw (uniform, or partition share x exact rank), importance weights,
+  gather the rows, then (PR, H-PR) write the new priorities, stale-guarded, each moved to its
+  exact rank;
   from a state where every experience has had its own random priority;
 - ``cpprb prioritized``: cpprb's ``PrioritizedReplayBuffer`` (C++ sum tree, proportional PER)
   ``sample`` (which gathers) + ``update_priorities``, where cpprb is installed
@@ -18,20 +20,16 @@ Measured per minibatch:
 
 It also reports the sampler's own memory per slot, and the numba kernels' compile time in a
 fresh process with an empty cache (paid once per machine: the kernels are cached on disk).
-With ``--before DIR`` (a checkout of an earlier commit), that commit's sampler is measured in the
-same rounds, as ``uniform (before)``, ``PR (before)`` and ``H-PR (before)``.
 Rounds alternate so machine noise hits all alike; medians are printed with the ratios.
 Targets: H-PR <= 1.0x TorchRL uniform at batches 32 and 256, and ahead of cpprb.
 
     python benchmarks/replay_throughput.py                 # 1M, batches 32 and 256
     python benchmarks/replay_throughput.py --capacity 20000 --rounds 2   # quick look
-    git worktree add /tmp/before 35d4b4b && python benchmarks/replay_throughput.py --before /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -39,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,13 +74,13 @@ COMPILE = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from lightning_distill.replay.sampler import HierarchicalSampler
-s = HierarchicalSampler(2, 1000, window=10)
-s.extend(np.arange(2000))
-slots, info = s.sample(None, 8)
-s.update_priority(slots, np.ones(8), generation=info["index_generation"])
-s.load_state_dict(s.state_dict())
-HierarchicalSampler(1, 10, uniform=True).extend(np.arange(3))
+from lightning_distill.replay.hierarchical import HierarchicalMemory
+m = HierarchicalMemory(2, 1000, (0.0, 1.0), window=10)
+m.insert(np.linspace(0, 1, 2000))
+slots, weight = m.draw(8)
+m.update_priority(slots, np.ones(8), m.generation[slots])
+m.load_state_dict(m.state_dict())
+HierarchicalMemory(1, 10, uniform=True).insert(np.zeros(3))
 print(time.perf_counter() - t0)
 """
 
@@ -106,17 +103,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="minibatches per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--before", type=Path, default=None, help="a checkout whose sampler to measure alongside")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-    from lightning_distill.replay import PrioritizedReplay, UniformReplay, partitioned_buffer
+    from lightning_distill.replay import PrioritizedReplay, UniformReplay
+    from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
     from lightning_distill.replay.memory import TaskMemory
-    from lightning_distill.replay.sampler import HierarchicalSampler
-    from lightning_distill.replay.writer import PartitionWriter
     from lightning_distill.tasks import Task
 
     total = args.partitions * args.capacity
@@ -133,25 +128,9 @@ def main() -> None:
     torchrl_uniform = ReplayBuffer(storage=LazyTensorStorage(total, device="cpu"), sampler=RandomSampler())
     uniform = TaskMemory(UniformReplay(total).make_buffer(task, None, batch), task, batch, 1)
     pr = TaskMemory(PrioritizedReplay(total).make_buffer(task, None, batch), task, batch, 1)
-    hpr = TaskMemory(
-        partitioned_buffer(
-            PartitionWriter(args.partitions, args.capacity, (0.0, 1.0)),
-            HierarchicalSampler(args.partitions, args.capacity, seed=0),
-            batch,
-        ),
-        task,
-        batch,
-        1,
-    )
+    hpr_memory = HierarchicalMemory(args.partitions, args.capacity, (0.0, 1.0), seed=0)
+    hpr = TaskMemory(hierarchical_buffer(hpr_memory, batch), task, batch, 1)
     memories = {"our uniform": uniform, "PR": pr, "H-PR": hpr}
-    if args.before is not None:
-        Before = sampler_class(args.before)
-        layouts = {"uniform (before)": (1, total, True), "PR (before)": (1, total, False)}
-        layouts["H-PR (before)"] = (args.partitions, args.capacity, False)
-        for name, (partitions, capacity, is_uniform) in layouts.items():
-            writer = PartitionWriter(partitions, capacity, (0.0, 1.0) if partitions > 1 else None)
-            sampler = Before(partitions, capacity, window=1 if partitions == 1 else 100_000, uniform=is_uniform)
-            memories[name] = TaskMemory(partitioned_buffer(writer, sampler, batch), task, batch, 1)
     t0 = time.perf_counter()
     fill(torchrl_uniform.extend, total, 0)
     for memory in memories.values():
@@ -159,14 +138,13 @@ def main() -> None:
     rng = np.random.default_rng(1)
     for memory in memories.values():  # as in training: every experience has had its own |delta|
         if memory.prioritized:
-            for start in range(0, total, 100_000):
-                memory.buffer.sampler.update_priority(np.arange(start, start + 100_000), rng.random(100_000))
-            if hasattr(memory.buffer.sampler, "sort_ranks"):  # the earlier sampler's re-sort
-                memory.buffer.sampler.sort_ranks()
-    print(f"filled in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr.buffer.writer.sizes.tolist()}")
-    sampler = hpr.buffer.sampler
-    bytes_per_slot = sampler.nbytes / total
-    print(f"H-PR sampler state: {sampler.nbytes / 2**20:.1f} MiB, {bytes_per_slot:.1f} bytes per slot")
+            stored = memory.hpr.stored_slots()
+            for start in range(0, len(stored), 100_000):
+                chunk = stored[start : start + 100_000]
+                memory.hpr.update_priority(chunk, rng.random(len(chunk)))
+    print(f"filled in {time.perf_counter() - t0:.0f} s; H-PR partition sizes {hpr_memory.sizes.tolist()}")
+    bytes_per_slot = hpr_memory.nbytes / total
+    print(f"H-PR memory state: {hpr_memory.nbytes / 2**20:.1f} MiB, {bytes_per_slot:.1f} bytes per slot")
     cpprb = cpprb_buffer(total)
     if cpprb is not None:
         fill(lambda data: cpprb.add(**{key: value.numpy() for key, value in data.items()}), total, 0)
@@ -177,7 +155,7 @@ def main() -> None:
     def memory_step(memory: TaskMemory, batch_size: int):
         memory.batch_size = batch_size
         minibatch = memory.sample()
-        memory.update_priority(minibatch["index"], torch.rand(batch_size))
+        memory.update_priority(minibatch["index"], minibatch["index_generation"], torch.rand(batch_size))
 
     def cpprb_step(batch_size: int):
         minibatch = cpprb.sample(batch_size, beta=0.5)
@@ -211,23 +189,9 @@ def main() -> None:
         summary += [f"hpr_{b}_vs_uniform={median['H-PR'] / base:.2f}", f"pr_{b}_vs_uniform={median['PR'] / base:.2f}"]
         if cpprb is not None:
             summary.append(f"hpr_{b}_vs_cpprb={median['H-PR'] / median['cpprb prioritized']:.2f}")
-        if args.before is not None:
-            for name, key in (("our uniform", "uniform"), ("PR", "pr"), ("H-PR", "hpr")):
-                summary.append(
-                    f"{key}_{b}_vs_before={median[name] / median[name.replace('our ', '') + ' (before)']:.2f}"
-                )
         summary.append(f"hpr_{b}_us={median['H-PR'] * 1e6:.1f}")
     summary += [f"bytes_per_slot={bytes_per_slot:.1f}", f"compile_s={cold:.1f}"]
     print("result: " + " ".join(summary))
-
-
-def sampler_class(checkout: Path):
-    """``HierarchicalSampler`` as another checkout of this project defines it."""
-    spec = importlib.util.spec_from_file_location("sampler_before", checkout / "lightning_distill/replay/sampler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.HierarchicalSampler
 
 
 def cpprb_buffer(total: int):

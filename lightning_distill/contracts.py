@@ -86,7 +86,9 @@ class ReplaySource(ExperienceSource, Protocol):
 
     memories: Sequence[TaskMemory]
 
-    def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None: ...
+    def update_priority(
+        self, task_index: int, index: torch.Tensor, generation: torch.Tensor, priority: torch.Tensor
+    ) -> None: ...
 
 
 @runtime_checkable

@@ -3,7 +3,7 @@ that Lightning sets without declaring them, so that a type checker cannot see th
 
 Lightning, TorchRL and W&B offer no public hook for a few things this project needs (a
 ``last.ckpt`` that is always the latest state, a CSV log that continues, a ``play`` subcommand,
-a replay writer that keeps partitions). Each private name used for them is either
+a replay storage that copies column by column). Each private name used for them is either
 
 - a method overridden or called, listed in ``PRIVATE_METHODS`` with the parameters it must
   still take, or
@@ -40,12 +40,10 @@ PRIVATE_METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "lightning.pytorch.loggers.csv_logs.ExperimentWriter": (  # loggers._ContinuingWriter
         ("_check_log_dir_exists", ("self",)),
     ),
-    "torchrl.data.replay_buffers.writers.Writer": (  # replay.writer.PartitionWriter
-        ("_empty", ("self", "empty_write_count")),
-    ),
-    "torchrl.data.replay_buffers.storages.TensorStorage": (  # replay.writer.PartitionWriter
-        ("_set_last_cursor", ("self", "cursor")),
-    ),
+    # TorchRL declares ``_empty`` abstract on its Writer and Sampler and calls it from
+    # ``ReplayBuffer.empty``: replay.hierarchical's writer and sampler must implement it.
+    "torchrl.data.replay_buffers.writers.Writer": (("_empty", ("self", "empty_write_count")),),
+    "torchrl.data.replay_buffers.samplers.Sampler": (("_empty", ("self",)),),
 }
 
 
@@ -143,27 +141,3 @@ def native_conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     return torch._C._nn.thnn_conv2d(  # type: ignore[attr-defined]  # not in the stubs
         x, conv.weight, conv.kernel_size, conv.bias, conv.stride, conv.padding
     )
-
-
-# -- TorchRL ----------------------------------------------------------------------------------
-
-
-def storage_tensors(storage: Any) -> Any:
-    """The TensorDict a ``TensorStorage`` keeps its data in (``None`` before the first write)."""
-    return storage._storage
-
-
-def writer_storage(writer: Any) -> Any:
-    """The storage a TorchRL ``Writer`` writes to (set by ``ReplayBuffer``)."""
-    return writer._storage
-
-
-def set_storage_length(storage: Any, length: int) -> None:
-    """Set how many leading slots a ``TensorStorage`` reports as written (``len(storage)``):
-    the partition writer, not the storage, knows which slots hold data."""
-    storage._len = int(length)
-
-
-def set_last_cursor(storage: Any, index: torch.Tensor) -> None:
-    """Record the slots written last (what ``TensorStorage.set`` does with ``set_cursor``)."""
-    storage._set_last_cursor(index)

@@ -3,6 +3,8 @@
 
 import copy
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -114,6 +116,8 @@ ATARI4 = {  # replay kind -> the overrides that shrink its memory for a CPU smok
         "400",
         "--data.init_args.replay.init_args.value_steps",
         "64",
+        "--trainer.log_every_n_steps",
+        "10",  # H-PR's replay/<task>/... statistics reach metrics.csv
     ],
 }
 
@@ -138,6 +142,13 @@ def test_the_three_atari4_configs_differ_only_in_the_replay(capsys):
 def test_atari4_replay_config_runs_a_few_hundred_steps_on_cpu(kind, atari10_teachers, tmp_path):
     teachers = [t for t in atari10_teachers if any(g in t for g in ("Breakout", "Freeway", "Pong", "Qbert"))]
     run_a_few_hundred_steps(f"atari4_{kind}", teachers, ATARI4[kind], tmp_path, updates=30)
+    metrics = pd.read_csv(next((tmp_path / f"atari4_{kind}").glob("version_0/metrics.csv")))
+    logged = metrics.dropna(subset=["replay/ALE/Pong/effective_batch"])
+    assert len(logged) == 3 and logged["replay/ALE/Pong/effective_batch"].between(1, 32).all()
+    assert 0 < logged["replay/ALE/Pong/mean_weight"].max() <= 1
+    for name in ("stored", "window", "sampled"):  # each a distribution over the 5 partitions
+        shares = logged[[f"replay/ALE/Pong/{name}_{j}" for j in range(5)]].sum(axis=1)
+        assert np.allclose(shares, 1.0), (name, shares)
 
 
 def test_the_two_minatar5_configs_differ_only_in_their_bundled_teachers(capsys):

@@ -157,7 +157,7 @@ def test_a_policy_teacher_stores_its_logits_and_critic_value_and_teaches_at_poli
     torch.testing.assert_close(minibatch["teacher_logits"], teacher.network.distribution(obs).logits)
     torch.testing.assert_close(minibatch["value"], teacher.network.value(obs))
     # H-PR's partitions split the range of the critic's V over the teacher's own play
-    assert data.memories[0].buffer.writer.value_range == estimate_value_range(data.tasks[0], teacher, 200, seed=0)
+    assert data.memories[0].hpr.value_range == estimate_value_range(data.tasks[0], teacher, 200, seed=0)
 
 
 def test_bundled_teachers_record_their_score_and_command():

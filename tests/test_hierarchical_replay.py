@@ -13,11 +13,9 @@ from lightning_distill.replay import (
     PrioritizedReplay,
     UniformReplay,
     estimate_value_range,
-    partitioned_buffer,
 )
+from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
 from lightning_distill.replay.memory import TaskMemory
-from lightning_distill.replay.sampler import HierarchicalSampler
-from lightning_distill.replay.writer import PartitionWriter
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
 
@@ -27,9 +25,16 @@ DRAWS = 200_000
 
 
 def make_buffer(partitions=3, capacity=40, value_range=(0.0, 3.0), **sampler_kwargs):
-    writer = PartitionWriter(partitions, capacity, value_range if partitions > 1 else None)
-    sampler = HierarchicalSampler(partitions, capacity, seed=0, **sampler_kwargs)
-    return partitioned_buffer(writer, sampler, batch_size=1000)
+    """A TorchRL ``ReplayBuffer`` over an H-PR memory."""
+    memory = HierarchicalMemory(partitions, capacity, value_range if partitions > 1 else None, seed=0, **sampler_kwargs)
+    return hierarchical_buffer(memory)  # each draw names its batch size
+
+
+def draw(buffer, batch_size):
+    """The slots of a minibatch and its info (``_weight``, ``index_generation``), sampled the
+    public way."""
+    _, info = buffer.sample(batch_size, return_info=True)
+    return info["index"], info
 
 
 def insert(buffer, values, first_id=0):
@@ -40,9 +45,9 @@ def insert(buffer, values, first_id=0):
 
 
 def draw_counts(buffer, draws=DRAWS):
-    sampler, counts = buffer.sampler, np.zeros(buffer.writer.partitions * buffer.writer.capacity)
+    counts = np.zeros(buffer.sampler.memory.slots)
     for _ in range(draws // 1000):
-        slots, _ = sampler.sample(buffer.storage, 1000)
+        slots, _ = draw(buffer, 1000)
         counts += np.bincount(slots.numpy(), minlength=len(counts))
     return counts
 
@@ -64,10 +69,10 @@ def assert_fits(counts, expected, draws=DRAWS):
 
 
 def test_values_go_to_evenly_split_partitions_with_out_of_range_values_clamped():
-    writer = PartitionWriter(4, 10, value_range=(0.0, 4.0))
+    memory = HierarchicalMemory(4, 10, value_range=(0.0, 4.0))
     values = [-5.0, 0.0, 0.5, 1.0, 1.0001, 2.0, 3.5, 4.0, 9.0, float("nan")]
     # [V1, V2], (V2, V3], ...: a boundary value belongs to the lower partition
-    assert writer.partition_of(values).tolist() == [0, 0, 0, 0, 1, 1, 3, 3, 3, 0]
+    assert memory.partition_of(values).tolist() == [0, 0, 0, 0, 1, 1, 3, 3, 3, 0]
 
 
 def test_draws_follow_partition_share_times_rank_probability_and_skip_empty_partitions():
@@ -80,7 +85,7 @@ def test_draws_follow_partition_share_times_rank_probability_and_skip_empty_part
     expected = np.zeros(120)
     for part, share in ((0, 20 / 30), (1, 10 / 30)):
         mine = slots[slots // 40 == part]
-        expected[mine] = share * rank_probabilities(buffer.sampler.priority[mine], alpha)
+        expected[mine] = share * rank_probabilities(buffer.sampler.memory.priority[mine], alpha)
     counts = draw_counts(buffer)
     assert_fits(counts, expected)
     assert counts[80:].sum() == 0
@@ -102,11 +107,13 @@ def test_importance_weights_match_the_formula_normalised_by_the_batch_maximum():
     buffer = make_buffer(alpha=alpha, beta=beta, beta_final=beta)
     slots = insert(buffer, [0.5] * 6 + [2.5] * 2)
     buffer.sampler.update_priority(torch.as_tensor(slots), torch.arange(1.0, 9.0))
-    sampled, info = buffer.sampler.sample(buffer.storage, 64)
+    sampled, info = draw(buffer, 64)
     probs = {}
     for part, share in ((0, 6 / 8), (2, 2 / 8)):
         mine = slots[slots // 40 == part]
-        probs.update(zip(mine.tolist(), share * rank_probabilities(buffer.sampler.priority[mine], alpha), strict=True))
+        probs.update(
+            zip(mine.tolist(), share * rank_probabilities(buffer.sampler.memory.priority[mine], alpha), strict=True)
+        )
     w = (8 * np.array([probs[s] for s in sampled.tolist()])) ** -beta
     np.testing.assert_allclose(info["_weight"], w / w.max(), rtol=1e-5)
 
@@ -116,14 +123,14 @@ def test_beta_is_annealed_linearly_over_the_given_number_of_updates():
     insert(buffer, [0.5])
     betas = []
     for _ in range(12):
-        betas.append(buffer.sampler.current_beta)
-        buffer.sampler.sample(buffer.storage, 4)
+        betas.append(buffer.sampler.memory.current_beta)
+        draw(buffer, 4)
     assert betas[0] == 0.5 and betas[5] == pytest.approx(0.75) and betas[10:] == [1.0, 1.0]
 
 
 def test_one_partition_is_rank_based_prioritized_replay():
     alpha, rng = 0.6, np.random.default_rng(2)
-    pr = partitioned_buffer(PartitionWriter(1, 50), HierarchicalSampler(1, 50, alpha=alpha, seed=0), 1000)
+    pr = hierarchical_buffer(HierarchicalMemory(1, 50, alpha=alpha, seed=0), 1000)
     slots = insert(pr, rng.normal(size=50))
     priorities = rng.random(50)
     pr.sampler.update_priority(torch.as_tensor(slots), torch.as_tensor(priorities))
@@ -132,13 +139,13 @@ def test_one_partition_is_rank_based_prioritized_replay():
     assert_fits(draw_counts(pr), expected)
     # and the config kinds agree: HierarchicalReplay(partitions=1) builds PrioritizedReplay's buffer
     task = Task("CartPole-v1")
-    a = HierarchicalReplay(partitions=1, partition_capacity=50, alpha=alpha).make_buffer(task, None, 8, seed=3)
-    b = PrioritizedReplay(capacity=50, alpha=alpha).make_buffer(task, None, 8, seed=3)
+    a = HierarchicalReplay(partitions=1, partition_capacity=50, alpha=alpha).make_buffer(task, None, 32, seed=3)
+    b = PrioritizedReplay(capacity=50, alpha=alpha).make_buffer(task, None, 32, seed=3)
     for buffer in (a, b):
         insert(buffer, rng.normal(size=50))
         buffer.sampler.update_priority(torch.arange(50), torch.as_tensor(priorities))
     for _ in range(3):
-        assert torch.equal(a.sampler.sample(a.storage, 32)[0], b.sampler.sample(b.storage, 32)[0])
+        assert torch.equal(draw(a, 32)[0], draw(b, 32)[0])
 
 
 def test_uniform_mode_is_uniform_over_what_is_stored_with_unit_weights():
@@ -148,15 +155,15 @@ def test_uniform_mode_is_uniform_over_what_is_stored_with_unit_weights():
     expected = np.zeros(120)
     expected[slots] = 1 / 30
     assert_fits(draw_counts(buffer), expected)
-    assert np.all(buffer.sampler.sample(buffer.storage, 16)[1]["_weight"] == 1)
+    assert draw(buffer, 16)[1]["_weight"].eq(1).all()
 
 
 def true_ranked(sampler, partition):
     """A partition's stored slots by current priority, descending, ties by slot: the order the
     sampler must hold, computed from scratch."""
-    C = sampler.capacity
-    stored = partition * C + np.arange(sampler.sizes[partition])
-    return stored[np.lexsort((stored, -sampler.priority[stored].astype(np.float64)))]
+    C = sampler.memory.capacity
+    stored = partition * C + np.arange(sampler.memory.sizes[partition])
+    return stored[np.lexsort((stored, -sampler.memory.priority[stored].astype(np.float64)))]
 
 
 def test_new_experiences_enter_with_the_largest_priority_seen():
@@ -166,10 +173,10 @@ def test_new_experiences_enter_with_the_largest_priority_seen():
     sampler.update_priority(torch.as_tensor(old), torch.linspace(1, 5, 50))
     sampler.update_priority(torch.as_tensor(old), torch.linspace(0.1, 1, 50))  # the loss shrank
     new = insert(buffer, [0.0])
-    assert sampler.priority[new[0]] == pytest.approx(5.0)
-    assert sampler.ranked_slots(0)[0] == new[0]  # rank 1: above every experience that was drawn
+    assert sampler.memory.priority[new[0]] == pytest.approx(5.0)
+    assert sampler.memory.ranked_slots(0)[0] == new[0]  # rank 1: above every experience that was drawn
     newer = insert(buffer, [0.0])
-    assert sampler.ranked_slots(0)[:2].tolist() == [new[0], newer[0]]  # a tie: the lower slot first
+    assert sampler.memory.ranked_slots(0)[:2].tolist() == [new[0], newer[0]]  # a tie: the lower slot first
 
 
 def test_an_updated_priority_moves_its_experience_to_its_exact_rank_at_once():
@@ -178,7 +185,7 @@ def test_an_updated_priority_moves_its_experience_to_its_exact_rank_at_once():
     slots = insert(buffer, [0.0] * 100)
     sampler.update_priority(torch.as_tensor(slots), torch.linspace(2, 1, 100))  # slot k: rank k
     sampler.update_priority(torch.as_tensor([slots[0]]), torch.tensor([1.5]))
-    ranked = sampler.ranked_slots(0)
+    ranked = sampler.memory.ranked_slots(0)
     assert ranked[0] == slots[1] and ranked.tolist().index(slots[0]) == 49  # 49 priorities above 1.5
     assert np.array_equal(ranked, true_ranked(sampler, 0))
 
@@ -191,8 +198,8 @@ def interleave(buffer, rng, steps, batch=32, inserts=4, on_draw=None):
     for step in range(steps):
         insert(buffer, rng.uniform(0, 3, size=inserts))
         if on_draw is not None:
-            truth = [true_ranked(sampler, part) for part in range(sampler.partitions)]
-        slots, info = sampler.sample(buffer.storage, batch)
+            truth = [true_ranked(sampler, part) for part in range(sampler.memory.partitions)]
+        slots, info = draw(buffer, batch)
         if on_draw is not None:
             on_draw(slots.numpy(), info, truth)
         if step % 2:
@@ -207,9 +214,9 @@ def test_each_partition_holds_exactly_its_stored_experiences_in_rank_order_under
     buffer = make_buffer(partitions=3, capacity=700, value_range=(0.0, 3.0))
     interleave(buffer, np.random.default_rng(3), steps=1500, batch=64, inserts=8)
     sampler = buffer.sampler
-    assert sampler.sizes.tolist() == [700, 700, 700]  # every partition turned over
+    assert sampler.memory.sizes.tolist() == [700, 700, 700]  # every partition turned over
     for part in range(3):
-        assert np.array_equal(sampler.ranked_slots(part), true_ranked(sampler, part))
+        assert np.array_equal(sampler.memory.ranked_slots(part), true_ranked(sampler, part))
 
 
 @pytest.mark.parametrize("partitions", [3, 1], ids=["hpr", "pr"])
@@ -224,7 +231,7 @@ def test_drawn_true_ranks_and_partitions_fit_the_formula_at_every_draw(partition
     counts, expected = np.zeros((partitions, len(edges))), np.zeros((partitions, len(edges)))
 
     def on_draw(slots, info, truth):
-        share = sampler.visits / sampler.visits.sum()
+        share = sampler.memory.visits / sampler.memory.visits.sum()
         for part in range(partitions):
             ranked = truth[part]
             mass = np.arange(1, len(ranked) + 1) ** -alpha
@@ -248,15 +255,15 @@ def test_importance_weights_match_the_formula_after_interleaved_updates():
     buffer = make_buffer(partitions=3, capacity=300, alpha=alpha, beta=beta, beta_final=beta, window=200)
     sampler = buffer.sampler
     interleave(buffer, rng, steps=300, batch=64)
-    slots, info = sampler.sample(buffer.storage, 64)
-    share = sampler.visits / sampler.visits.sum()
+    slots, info = draw(buffer, 64)
+    share = sampler.memory.visits / sampler.memory.visits.sum()
     prob = []
     for slot in slots.tolist():
         part = slot // 300
         ranked = true_ranked(sampler, part)
         rank = ranked.tolist().index(slot) + 1
         prob.append(share[part] * rank**-alpha / (np.arange(1, len(ranked) + 1) ** -alpha).sum())
-    w = (sampler.sizes.sum() * np.array(prob)) ** -beta
+    w = (sampler.memory.sizes.sum() * np.array(prob)) ** -beta
     np.testing.assert_allclose(info["_weight"], w / w.max(), rtol=1e-5)
 
 
@@ -266,24 +273,24 @@ def test_each_partition_is_a_fifo_that_keeps_exactly_its_newest_experiences():
     values = rng.uniform(0, 3, size=100)
     for start in range(0, 100, 7):  # batches that straddle evictions
         insert(buffer, values[start : start + 7], first_id=start)
-    parts = buffer.writer.partition_of(values)
+    parts = buffer.writer.memory.partition_of(values)
     stored_ids = buffer.storage.get(torch.arange(15))["id"].numpy()
     for part in range(3):
         newest = np.flatnonzero(parts == part)[-5:]
         assert sorted(stored_ids[part * 5 : (part + 1) * 5]) == sorted(newest.tolist())
-    assert buffer.writer.stored == 15
+    assert buffer.writer.memory.stored == 15
 
 
 def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occupant():
     buffer = make_buffer(partitions=1, capacity=4)
     slots = insert(buffer, [0.0] * 4)
     buffer.sampler.update_priority(torch.as_tensor(slots), torch.full((4,), 2.0))
-    sampled, info = buffer.sampler.sample(buffer.storage, 4)
+    sampled, info = draw(buffer, 4)
     insert(buffer, [0.0] * 4)  # every slot rewritten, at the largest priority seen
     buffer.sampler.update_priority(sampled, torch.full((4,), 0.01), generation=info["index_generation"])
-    assert np.all(buffer.sampler.priority == pytest.approx(2.0))
-    assert np.array_equal(buffer.sampler.ranked_slots(0), np.arange(4))  # the index kept no stale key
-    # the same through the data module's memory, whose index carries the generation
+    assert np.all(buffer.sampler.memory.priority == pytest.approx(2.0))
+    assert np.array_equal(buffer.sampler.memory.ranked_slots(0), np.arange(4))  # the index kept no stale key
+    # the same through the data module's memory, whose batches carry index_generation
     task = Task("CartPole-v1")
     memory = TaskMemory(PrioritizedReplay(capacity=4).make_buffer(task, None, 4), task, batch_size=4, num_envs=4)
 
@@ -293,11 +300,11 @@ def test_a_priority_for_an_evicted_experience_does_not_reach_its_slots_new_occup
     add()
     batch = memory.sample()
     add()
-    memory.update_priority(batch["index"], torch.full((4,), 0.01))
-    assert np.all(memory.buffer.sampler.priority == pytest.approx(1.0))
+    memory.update_priority(batch["index"], batch["index_generation"], torch.full((4,), 0.01))
+    assert np.all(memory.hpr.priority == pytest.approx(1.0))
     batch = memory.sample()
-    memory.update_priority(batch["index"], torch.full((4,), 0.01))
-    assert memory.buffer.sampler.priority[memory.slot_of(batch["index"]).numpy()] == pytest.approx([0.01] * 4)
+    memory.update_priority(batch["index"], batch["index_generation"], torch.full((4,), 0.01))
+    assert memory.hpr.priority[batch["index"].numpy()] == pytest.approx([0.01] * 4)
 
 
 @pytest.mark.parametrize("how", ["state_dict", "dumps"])
@@ -306,7 +313,7 @@ def test_a_saved_and_loaded_buffer_samples_as_the_original_would(tmp_path, how):
     original = make_buffer(partitions=3, capacity=30, window=25)
     for _ in range(20):
         insert(original, rng.uniform(0, 3, size=4))
-        slots, info = original.sampler.sample(original.storage, 8)
+        slots, info = draw(original, 8)
         original.sampler.update_priority(slots, torch.rand(8), generation=info["index_generation"])
     restored = make_buffer(partitions=3, capacity=30, window=25)
     if how == "state_dict":
@@ -318,39 +325,13 @@ def test_a_saved_and_loaded_buffer_samples_as_the_original_would(tmp_path, how):
         values = rng.uniform(0, 3, size=4)
         for buffer in (original, restored):
             insert(buffer, values)
-        a, info_a = original.sampler.sample(original.storage, 8)
-        b, info_b = restored.sampler.sample(restored.storage, 8)
+        a, info_a = draw(original, 8)
+        b, info_b = draw(restored, 8)
         assert torch.equal(a, b) and np.array_equal(info_a["_weight"], info_b["_weight"])
         assert torch.equal(original.storage.get(a)["id"], restored.storage.get(b)["id"])
         priority = torch.rand(8)
         for buffer, slots, info in ((original, a, info_a), (restored, b, info_b)):
             buffer.sampler.update_priority(slots, priority, generation=info["index_generation"])
-
-
-def test_a_sampler_state_of_release_0_2_loads_and_its_ranks_are_rebuilt_from_its_priorities():
-    """0.2's sampler also saved its (approximate) rank order; a resumed run ranks exactly instead."""
-    rng = np.random.default_rng(6)
-    original = make_buffer(partitions=3, capacity=30, window=25)
-    interleave(original, rng, steps=20, batch=8)
-    state = original.sampler.state_dict()
-    slots = 90
-    state.update(  # what 0.2 wrote besides (its own rank order, and moves waiting for a sort)
-        order=torch.arange(slots, dtype=torch.int32),
-        pos=torch.arange(slots, dtype=torch.int32),
-        head=torch.zeros(3, dtype=torch.int64),
-        sorted_key=torch.zeros(10),
-        sorted_sizes=torch.zeros(3, dtype=torch.int64),
-        inserted=torch.zeros(3, dtype=torch.int64),
-        to_move=[],
-        to_move_generation=[],
-    )
-    restored = make_buffer(partitions=3, capacity=30, window=25)
-    restored.sampler.load_state_dict(state)
-    for part in range(3):
-        assert np.array_equal(restored.sampler.ranked_slots(part), true_ranked(original.sampler, part))
-    a, info_a = original.sampler.sample(original.storage, 16)
-    b, info_b = restored.sampler.sample(restored.storage, 16)
-    assert torch.equal(a, b) and np.array_equal(info_a["_weight"], info_b["_weight"])
 
 
 def test_loading_a_state_saved_with_other_replay_settings_names_both():
@@ -379,7 +360,7 @@ def test_the_value_range_is_measured_by_playing_the_teacher():
     buffer = HierarchicalReplay(partitions=5, partition_capacity=10, value_steps=400).make_buffer(
         task, teacher, 4, seed=0
     )
-    assert buffer.writer.value_range == (low, high)
+    assert buffer.writer.memory.value_range == (low, high)
 
 
 def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_loss():
@@ -401,30 +382,42 @@ def test_distillation_with_hpr_writes_each_updates_priorities_and_weights_the_lo
     batches = fit_and_record_batches(model, data, max_steps=40)
     for memory in data.memories:
         sampler = memory.buffer.sampler
-        assert sampler.samples >= 40 and memory.buffer.writer.sizes.sum() == len(memory) >= 100
-        stored = np.concatenate([np.arange(j * 500, j * 500 + n) for j, n in enumerate(sampler.sizes)])
-        assert len(np.unique(sampler.priority[stored])) >= 20  # |delta|s written back (new ones share the max)
+        assert sampler.memory.samples >= 40 and memory.buffer.writer.memory.sizes.sum() == len(memory) >= 100
+        stored = np.concatenate([np.arange(j * 500, j * 500 + n) for j, n in enumerate(sampler.memory.sizes)])
+        assert len(np.unique(sampler.memory.priority[stored])) >= 20  # |delta|s written back (new ones share the max)
     weights = torch.stack([torch.cat([minibatch["weight"] for minibatch in batch]) for batch in batches])
     assert weights.max() == 1.0 and weights.min() < 1.0  # importance weights reach the loss
 
 
-def test_memory_add_stores_what_the_torchrl_buffer_extend_would():
-    """TaskMemory writes rows into the storage directly after the first write: the same slots,
-    rows, partitions and ranks as TorchRL's ``ReplayBuffer.extend``, through evictions."""
-    task, rng = Task("CartPole-v1"), np.random.default_rng(9)
-    buffers = [make_buffer(partitions=3, capacity=20) for _ in range(2)]
-    direct = TaskMemory(buffers[0], task, batch_size=8, num_envs=4)
-    for _ in range(40):  # 160 experiences into 3 x 20 slots
-        obs = rng.normal(size=(4, 4)).astype(np.float32)
-        q = torch.as_tensor(rng.normal(size=(4, 2)), dtype=torch.float32)
-        value = torch.as_tensor(rng.uniform(0, 3, size=4), dtype=torch.float32)
-        slots = direct.add(obs, q, value, np.zeros(4, bool))
-        expected = buffers[1].extend(
-            TensorDict({"teacher_logits": q, "value": value, "obs": torch.as_tensor(obs)}, [4])
-        )
-        assert slots.tolist() == expected.tolist()
-    for key in ("obs", "teacher_logits", "value"):
-        assert torch.equal(buffers[0].storage.get(torch.arange(60))[key], buffers[1].storage.get(torch.arange(60))[key])
-    assert buffers[0].writer.sizes.tolist() == buffers[1].writer.sizes.tolist() == [20, 20, 20]
-    for part in range(3):
-        assert np.array_equal(buffers[0].sampler.ranked_slots(part), buffers[1].sampler.ranked_slots(part))
+def test_the_torchrl_example_in_the_docs_runs_as_written(tmp_path):
+    """docs/replay.md's example: H-PR in a user's own ``torchrl.data.ReplayBuffer``, filled with
+    ``extend``, sampled, re-prioritised and saved and loaded through TorchRL's own methods."""
+    from conftest import REPO
+
+    text = (REPO / "docs/replay.md").read_text()
+    code = text.split("<!-- example: torchrl -->\n```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("/tmp/hpr_buffer", str(tmp_path / "hpr_buffer"))
+    namespace: dict = {}
+    torch.manual_seed(0)
+    exec(compile(code, "docs/replay.md", "exec"), namespace)
+    memory = namespace["memory"]
+    assert memory.stored == 3_000 and memory.sizes.max() <= 1_000  # placed by value, each a FIFO
+    assert memory.samples == namespace["restored"].samples == 2  # the saved draw, then one more on each side
+
+
+def test_statistics_give_partition_shares_mean_weight_and_effective_batch_since_last_read():
+    buffer = make_buffer(partitions=3, capacity=40, window=10, beta=1.0, beta_final=1.0)
+    memory = buffer.sampler.memory
+    insert(buffer, [0.5] * 30 + [1.5] * 6 + [2.5] * 4)  # the window holds the last 10: 0 x 0, 6 x 1, 4 x 2
+    weights = [draw(buffer, 64)[1]["_weight"] for _ in range(3)]
+    stats = memory.statistics()
+    assert [stats[f"stored_{j}"] for j in range(3)] == [30 / 40, 6 / 40, 4 / 40]
+    assert [stats[f"window_{j}"] for j in range(3)] == [0.0, 0.6, 0.4]
+    assert stats["sampled_0"] == 0.0 and stats["sampled_1"] + stats["sampled_2"] == 1.0  # only windowed partitions
+    assert stats["mean_weight"] == pytest.approx(np.mean([w.mean() for w in weights]))
+    ess = [float(w.sum() ** 2 / (w * w).sum()) for w in weights]
+    assert stats["effective_batch"] == pytest.approx(np.mean(ess)) and 1 <= stats["effective_batch"] <= 64
+    assert "mean_weight" not in memory.statistics()  # the counts start again after each read
+    assert make_buffer(uniform=True).sampler.memory.statistics().keys() <= {
+        f"{name}_{j}" for name in ("stored", "window", "sampled") for j in range(3)
+    }

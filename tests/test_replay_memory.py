@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from lightning_distill.envs import make_vec_env
-from lightning_distill.replay import UniformReplay, partitioned_buffer
+from lightning_distill.replay import UniformReplay
 from lightning_distill.replay.frames import FramePool
+from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
 
@@ -42,7 +43,7 @@ def test_atari_memory_stores_each_frame_once_and_returns_the_exact_stacks():
     env.close()
     assert episodes >= 2 and len(memory) == capacity
     batch = memory.sample()
-    for slot, stack in zip(memory.slot_of(batch["index"]).tolist(), batch["obs"], strict=True):
+    for slot, stack in zip(batch["index"].tolist(), batch["obs"], strict=True):
         assert np.array_equal(stack.numpy(), stored[slot])
     # one frame per experience, plus the first frames of episodes and the envs' current stacks
     assert memory.frames.pool.in_use <= capacity + 3 * (episodes + 2 * num_envs) + 4 * num_envs
@@ -61,12 +62,8 @@ def test_minatar_memory_keeps_observations_in_the_buffer():
 
 def hpr_memory(task: Task, partition_capacity: int, num_envs: int = 2, seed: int = 0) -> TaskMemory:
     """An H-PR memory of 5 partitions over [0, 1] (no teacher play needed)."""
-    from lightning_distill.replay.sampler import HierarchicalSampler
-    from lightning_distill.replay.writer import PartitionWriter
-
-    writer = PartitionWriter(5, partition_capacity, (0.0, 1.0))
-    sampler = HierarchicalSampler(5, partition_capacity, window=1000, seed=seed)
-    return TaskMemory(partitioned_buffer(writer, sampler, 16), task, batch_size=16, num_envs=num_envs)
+    memory = HierarchicalMemory(5, partition_capacity, (0.0, 1.0), window=1000, seed=seed)
+    return TaskMemory(hierarchical_buffer(memory, 16), task, batch_size=16, num_envs=num_envs)
 
 
 def fill(memory: TaskMemory, steps: int, num_envs: int, seed: int) -> None:
@@ -78,7 +75,8 @@ def fill(memory: TaskMemory, steps: int, num_envs: int, seed: int) -> None:
         q = torch.as_tensor(rng.random((num_envs, task.num_actions)), dtype=torch.float32)
         memory.add(obs, q, q.max(dim=1).values, np.zeros(num_envs, dtype=bool))
         batch = memory.sample()
-        memory.update_priority(batch["index"], torch.as_tensor(rng.random(len(batch["index"])), dtype=torch.float32))
+        priority = torch.as_tensor(rng.random(len(batch["index"])), dtype=torch.float32)
+        memory.update_priority(batch["index"], batch["index_generation"], priority)
 
 
 def test_a_saved_memory_holds_only_what_is_stored_and_samples_on_as_the_original():
@@ -90,17 +88,16 @@ def test_a_saved_memory_holds_only_what_is_stored_and_samples_on_as_the_original
     state = memory.state_dict()
     saved = io.BytesIO()
     torch.save(state, saved)
-    held = sum(column[: len(memory)].nbytes for column in memory.columns().values())  # bytes per row x rows
+    slots = torch.from_numpy(memory.hpr.stored_slots())
+    held = sum(column.nbytes for column in memory.buffer.storage.get(slots).values())  # bytes per row x rows
     assert len(memory) == 1500 and saved.getbuffer().nbytes <= 1.1 * held
 
     restored = hpr_memory(task, partition_capacity=20_000)
     restored.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
     assert restored.partition_sizes.tolist() == memory.partition_sizes.tolist() and len(restored) == 1500
-    slots = torch.from_numpy(memory.stored_slots())
-    for key, column in memory.columns().items():
-        assert torch.equal(restored.columns()[key][slots], column[slots])
+    assert (restored.buffer.storage.get(slots) == memory.buffer.storage.get(slots)).all()
     for name in ("priority", "generation", "sizes", "recent", "visits"):
-        assert np.array_equal(getattr(restored.buffer.sampler, name), getattr(memory.buffer.sampler, name)), name
+        assert np.array_equal(getattr(restored.hpr, name), getattr(memory.hpr, name)), name
     # the same draws, weights and contents from here on, new experiences and priorities included
     fill(memory, 30, num_envs=2, seed=1)
     fill(restored, 30, num_envs=2, seed=1)
@@ -156,17 +153,14 @@ def test_the_dqn_replay_stores_an_atari_transition_in_one_frame_and_returns_both
     env.close()
     assert episodes >= 2 and len(memory) == capacity
     batch = memory.sample()
-    for slot, o, n, a in zip(
-        memory.slot_of(batch["index"]).tolist(), batch["obs"], batch["next_obs"], batch["action"], strict=True
-    ):
+    for slot, o, n, a in zip(batch["index"].tolist(), batch["obs"], batch["next_obs"], batch["action"], strict=True):
         assert np.array_equal(o.numpy(), stored[slot][0]) and np.array_equal(n.numpy(), stored[slot][1])
         assert int(a) == stored[slot][2]
     # one frame per transition, plus the first stacks of episodes and the envs' current stacks
     assert memory.frames.pool.in_use <= capacity + 4 * (episodes + num_envs) + 4 * num_envs
     frames_held = memory.frames.pool.in_use * 84 * 84
-    per_slot = sum(ids.nbytes for ids in memory.slot_frames.values()) + sum(
-        column.nbytes for column in memory.columns().values()
-    )
+    rows = memory.buffer.storage.get(torch.arange(capacity))
+    per_slot = sum(ids.nbytes for ids in memory.slot_frames.values()) + sum(c.nbytes for c in rows.values())
     assert (frames_held + per_slot) / capacity <= 7.5 * 1024, (frames_held + per_slot) / capacity
     # a checkpoint holds the frames in use, and the restored memory samples the same transitions
     import io
@@ -187,6 +181,7 @@ def test_a_replay_saved_whole_by_an_older_release_is_refused_with_one_line():
 
     task = Task("MinAtar/Breakout")
     memory = TaskMemory(UniformReplay(50).make_buffer(task, None, 8), task, batch_size=8, num_envs=1)
-    for older in ({"buffer": {}}, {"_storage": {}, "_sampler": {}, "_writer": {}}):  # distillation's, DQN's
-        with pytest.raises(ConfigError, match=r"written by lightning_distill < 0\.7 .*checkpoint_replay false"):
+    # 0.6's (the whole buffer), 0.6's DQN replay, 0.7-0.8's (writer and sampler apart)
+    for older in ({"buffer": {}}, {"_storage": {}, "_sampler": {}, "_writer": {}}, {"writer": {}, "sampler": {}}):
+        with pytest.raises(ConfigError, match=r"written by lightning_distill < 0\.9.*checkpoint_replay false"):
             memory.load_state_dict(older)

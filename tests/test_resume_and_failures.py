@@ -98,7 +98,7 @@ def replay_snapshot(memories) -> list[dict]:
     """What each task's memory holds, through its own API: stored tensors, sampler state, sizes."""
     return [
         {
-            "columns": {key: column[memory.stored_slots()].clone() for key, column in memory.columns().items()},
+            "rows": memory.buffer.storage.get(torch.from_numpy(memory.hpr.stored_slots())).to_dict(),
             "sampler": copy.deepcopy(memory.buffer.sampler.state_dict()),
             "sizes": memory.partition_sizes.tolist(),
         }
@@ -157,12 +157,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_the_same_replay(tmp_
     )
     for mine, theirs in zip(seen["memories"], before_kill, strict=True):
         for key in ("obs", "teacher_logits", "value"):  # every stored experience, bit for bit
-            torch.testing.assert_close(mine["columns"][key], theirs["columns"][key], rtol=0, atol=0)
+            torch.testing.assert_close(mine["rows"][key], theirs["rows"][key], rtol=0, atol=0)
         # all the sampler's state but its random stream, which a resume re-seeds per rank
         assert [key for key in theirs["sampler"] if not same(mine["sampler"][key], theirs["sampler"][key])] == ["rng"]
         assert mine["sizes"] == theirs["sizes"] and sum(theirs["sizes"]) > 0
     # the checkpoint holds the stored experiences, not the memories' capacity (5 x 2,000 slots a game)
-    held = sum(column.nbytes for memory in before_kill for column in memory["columns"].values())
+    held = sum(column.nbytes for memory in before_kill for column in memory["rows"].values())
     buffer = io.BytesIO()
     torch.save(saved["DistillDataModule"]["memories"], buffer)
     assert held > 0 and buffer.getbuffer().nbytes <= 1.1 * held, (buffer.getbuffer().nbytes, held)

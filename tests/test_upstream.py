@@ -78,19 +78,23 @@ def test_wandb_init_kwargs_are_what_the_logger_passes_to_wandb_init(tmp_path, mo
     assert kwargs["project"] == "p" and "anonymous" not in kwargs
 
 
-def test_storage_adapters_read_and_set_what_the_replay_writer_relies_on():
-    storage = LazyTensorStorage(8)
-    assert upstream.storage_tensors(storage) is None
-    storage.set(torch.arange(3), TensorDict({"x": torch.ones(3)}, batch_size=[3]))
-    assert set(upstream.storage_tensors(storage).keys()) == {"x"} and len(storage) == 3
-    upstream.set_storage_length(storage, 8)
-    assert len(storage) == 8
-    upstream.set_last_cursor(storage, torch.tensor([5]))
-    assert int(storage._last_cursor) == 5
+def test_the_column_storage_reads_and_writes_what_torchrl_storage_would(monkeypatch):
+    """``ColumnStorage`` copies column by column through the TensorDict TorchRL keeps its rows in
+    (``LazyTensorStorage._storage``): the same rows as TorchRL's own get and set, and its length."""
+    from lightning_distill.replay.storage import ColumnStorage
 
+    rows = TensorDict({"x": torch.arange(16.0).reshape(8, 2), "n": torch.arange(8)}, batch_size=[8])
+    ours, torchrls = ColumnStorage(8), LazyTensorStorage(8)
+    for storage in (ours, torchrls):
+        storage.set(torch.arange(5), rows[:5])  # filling: TorchRL counts the length
+        storage.set(torch.tensor([5, 6, 7]), rows[5:])
+        storage.set(torch.tensor([1, 3]), rows[6:])  # full: column by column for ours
+    assert len(ours) == len(torchrls) == 8
+    index = torch.tensor([3, 1, 7, 0])
+    expected = torchrls.get(index)
 
-def test_the_replay_writer_reaches_the_storage_its_buffer_registered():
-    from lightning_distill.replay import UniformReplay
+    def torchrl_path(*args, **kwargs):
+        raise AssertionError("TorchRL's get, not the columns'")
 
-    buffer = UniformReplay(capacity=4).make_buffer(task=None, teacher=None, batch_size=2)
-    assert buffer.writer.storage is buffer.storage
+    monkeypatch.setattr(LazyTensorStorage, "get", torchrl_path)
+    assert (ours.get(index) == expected).all()

@@ -205,17 +205,20 @@ class DistillDataModule(RLDataModule):
         return all(learning_started(len(m), self.learning_starts, self.batch_size) for m in self.memories)
 
     def sample(self) -> list:
-        """One minibatch per task (TensorDicts with obs, teacher_logits, value, index, weight)."""
+        """One minibatch per task (TensorDicts with obs, teacher_logits, value, index,
+        index_generation, weight)."""
         return [memory.sample() for memory in self.memories]
 
-    def update_priority(self, task_index: int, index: torch.Tensor, priority: torch.Tensor) -> None:
-        self.memories[task_index].update_priority(index, priority)
+    def update_priority(
+        self, task_index: int, index: torch.Tensor, generation: torch.Tensor, priority: torch.Tensor
+    ) -> None:
+        self.memories[task_index].update_priority(index, generation, priority)
 
     def state_dict(self) -> dict:
         """The base's counters, each sampler's update count (H-PR's beta anneals with it) and,
         with ``checkpoint_replay``, the memories themselves."""
         state = super().state_dict()
-        state["samples"] = [memory.buffer.sampler.samples for memory in self.memories]
+        state["samples"] = [memory.hpr.samples for memory in self.memories]
         if self.checkpoint_replay:
             state["memories"] = [memory.state_dict() for memory in self.memories]
         return state
@@ -231,9 +234,9 @@ class DistillDataModule(RLDataModule):
             if memories is not None:
                 memory.load_state_dict(memories[i])
             else:
-                memory.buffer.sampler.samples = int(state["samples"][i])
+                memory.hpr.samples = int(state["samples"][i])
             # every rank resumes from rank 0's memory: each samples it with its own stream
-            memory.buffer.sampler.rng = np.random.default_rng([self.rank_seed + 1000 * i, self.env_steps])
+            memory.hpr.rng = np.random.default_rng([self.rank_seed + 1000 * i, self.env_steps])
         if memories is None and self.checkpoint_replay and self.memories:
             from lightning.pytorch.utilities import rank_zero_warn
 

@@ -181,13 +181,18 @@ class Distillation(RLModule):
                 q_student, minibatch["teacher_logits"], self.hparams.loss, self.tau_of(i), minibatch["weight"]
             )
             total = total + out.loss
-            datamodule.update_priority(i, minibatch["index"], out.priority)
+            datamodule.update_priority(i, minibatch["index"], minibatch["index_generation"], out.priority)
             metrics[f"train/{self.tasks[i].id}/loss"] = out.loss.detach()
             if log:
                 metrics[f"train/{self.tasks[i].id}/priority"] = out.priority.mean()
         self.check_finite(total, metrics)
         if log:
             metrics["train/loss"] = total.detach()
+            for task, memory in zip(self.tasks, datamodule.memories, strict=True):
+                metrics |= {
+                    f"replay/{task.id}/{k}": torch.tensor(v, dtype=torch.float32)
+                    for k, v in memory.hpr.statistics().items()
+                }
             self.log_dict(metrics, batch_size=len(batch[0]["obs"]), sync_dist=True)
             self.log_episode_stats()
         return total

@@ -3,9 +3,11 @@ extension does not load with torch 2.13, so nothing here may need it) and, for t
 order of PR and H-PR, an index compiled by numba (``ranks``).
 
 - ``Replay``: what a distillation config selects as ``data.replay``: ``UniformReplay``,
-  ``PrioritizedReplay`` (PR) or ``HierarchicalReplay`` (H-PR). Each builds one TorchRL buffer
-  per task from ``writer.PartitionWriter`` and ``sampler.HierarchicalSampler``.
-- ``ranks``: each partition's experiences in exact rank order (an order-statistic index).
+  ``PrioritizedReplay`` (PR) or ``HierarchicalReplay`` (H-PR). Each builds one TorchRL
+  ``ReplayBuffer`` per task over a ``hierarchical.HierarchicalMemory`` (all three are modes of it).
+- ``hierarchical``: H-PR whole: its state, the draw, the weights and the priority update, and
+  the TorchRL ``Writer`` / ``Sampler`` that make a ``ReplayBuffer`` of it.
+- ``ranks``: the numba kernels that keep each partition in exact rank order.
 - ``frames``: Atari frame stacks stored once per frame (not four times per stack).
 - ``memory.TaskMemory``: one task's buffer plus its observation storage, as the data module sees
   it; ``memory.TransitionMemory``: the DQN teachers' FIFO of transitions, on the same parts.
@@ -37,28 +39,17 @@ class Replay(ABC):
     ``make_buffer`` builds one task's TorchRL buffer. Entries are TensorDicts with the
     teacher's ``teacher_logits`` and ``value`` (its state value: ``max_a Q_T(s, a)`` for a Q-teacher, its critic's
     ``V_T(s)`` for a policy) computed at insertion, plus
-    either ``obs`` or nothing (when frames are stored apart, see ``frames``). The sampler
-    returns importance weights (``_weight``) and, unless uniform, reads
-    ``update_priority(index, priority)`` after every update.
+    either ``obs`` or nothing (when frames are stored apart, see ``frames``). A sample's info
+    holds the importance weights (``_weight``) and the slots' generations
+    (``index_generation``); unless uniform, the sampler takes
+    ``update_priority(index, priority, generation=...)`` after every update.
 
-    All three kinds are modes of one component (spec section 6): a ``PartitionWriter``
-    (partitions by V, each a FIFO) and a ``HierarchicalSampler``.
+    All three kinds are modes of one component (spec section 6): a ``HierarchicalMemory``.
     """
 
     @abstractmethod
     def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
         """One task's TorchRL buffer (the teacher is there for kinds that need its values)."""
-
-
-def partitioned_buffer(writer, sampler, batch_size: int):
-    """A TorchRL ``ReplayBuffer`` over one CPU storage of ``partitions * capacity`` slots.
-
-    The plain ``ReplayBuffer``: its extend costs a third of ``TensorDictReplayBuffer``'s, and
-    ``TaskMemory`` samples through the sampler and storage itself."""
-    from torchrl.data import LazyTensorStorage, ReplayBuffer
-
-    storage = LazyTensorStorage(writer.partitions * writer.capacity, device="cpu")
-    return ReplayBuffer(storage=storage, sampler=sampler, writer=writer, batch_size=batch_size)
 
 
 class UniformReplay(Replay):
@@ -78,13 +69,11 @@ class UniformReplay(Replay):
 
 
 def uniform_buffer(capacity: int, batch_size: int, seed: int = 0):
-    """One FIFO of ``capacity`` slots, sampled uniformly with replacement (H-PR's parts, with one
+    """One FIFO of ``capacity`` slots, sampled uniformly with replacement (H-PR's memory with one
     partition and no priorities)."""
-    from lightning_distill.replay.sampler import HierarchicalSampler
-    from lightning_distill.replay.writer import PartitionWriter
+    from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
 
-    sampler = HierarchicalSampler(1, capacity, window=1, uniform=True, seed=seed)
-    return partitioned_buffer(PartitionWriter(1, capacity), sampler, batch_size)
+    return hierarchical_buffer(HierarchicalMemory(1, capacity, window=1, uniform=True, seed=seed), batch_size)
 
 
 class PrioritizedReplay(Replay):
@@ -98,7 +87,7 @@ class PrioritizedReplay(Replay):
         beta_updates: ... over this many updates.
 
     Ranks are exact at every draw: an updated priority moves its experience at once (see
-    ``sampler``).
+    ``hierarchical``).
     """
 
     def __init__(
@@ -114,23 +103,24 @@ class PrioritizedReplay(Replay):
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
-        self._sampler(0)  # checks the settings now, not when training starts
+        self.memory((0.0, 1.0), 0)  # checks the settings now, not when training starts
 
-    def _sampler(self, seed: int):
-        from lightning_distill.replay.sampler import HierarchicalSampler
+    def memory(self, value_range: tuple[float, float] | None, seed: int):
+        """One task's ``HierarchicalMemory`` with these settings."""
+        from lightning_distill.replay.hierarchical import HierarchicalMemory
 
-        return HierarchicalSampler(
-            self.partitions, self.partition_capacity, window=self.window, seed=seed, **self.sampling
+        value_range = value_range if self.partitions > 1 else None
+        return HierarchicalMemory(
+            self.partitions, self.partition_capacity, value_range, window=self.window, seed=seed, **self.sampling
         )
 
     def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
         return None
 
     def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
-        from lightning_distill.replay.writer import PartitionWriter
+        from lightning_distill.replay.hierarchical import hierarchical_buffer
 
-        writer = PartitionWriter(self.partitions, self.partition_capacity, self.value_range(task, teacher, seed))
-        return partitioned_buffer(writer, self._sampler(seed), batch_size)
+        return hierarchical_buffer(self.memory(self.value_range(task, teacher, seed), seed), batch_size)
 
 
 class HierarchicalReplay(PrioritizedReplay):
@@ -169,7 +159,7 @@ class HierarchicalReplay(PrioritizedReplay):
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
-        self._sampler(0)
+        self.memory((0.0, 1.0), 0)
 
     def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
         if self.partitions == 1:

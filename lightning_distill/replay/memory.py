@@ -10,24 +10,20 @@ from tensordict import TensorDict
 
 from lightning_distill.errors import ConfigError
 from lightning_distill.replay.frames import FrameStacks
+from lightning_distill.replay.hierarchical import HierarchicalMemory
 from lightning_distill.tasks import Task
-from lightning_distill.upstream import storage_tensors
-
-#: the sampler's arrays with one entry per slot (the rest of its state is per partition or scalar)
-SAMPLER_PER_SLOT = ("priority", "generation")
 
 
 class TaskMemory:
-    """One task's TorchRL buffer and its observations: inside the buffer, or for Atari as frame
-    ids into a ``FrameStacks`` pool. Distillation stores ``teacher_logits`` and ``value`` per
-    experience (``add``); a DQN's ``TransitionMemory`` stores transitions.
+    """One task's TorchRL ``ReplayBuffer`` (from a ``Replay`` kind's ``make_buffer``: a
+    ``HierarchicalMemory`` behind its writer and sampler) and, for Atari, the frame pool its
+    observations live in. Distillation stores ``teacher_logits`` and ``value`` per experience
+    (``add``); a DQN's ``TransitionMemory`` stores transitions.
 
-    ``buffer`` comes from a ``Replay`` kind's ``make_buffer`` (a ``PartitionWriter`` and a
-    ``HierarchicalSampler`` over a TorchRL storage).
-
-    The frame ids of each buffer slot are kept here (``slot_frames``, one array per stacked
-    key): when the buffer's writer reuses a slot, the ids it held lose a reference, whatever
-    order the writer evicts in.
+    Everything goes through the buffer's public API (``extend``, ``sample``, the sampler's
+    ``update_priority``). Atari observations are frame ids into a ``FrameStacks`` pool, kept
+    here per slot (``slot_frames``, one array per stacked key): when the writer reuses a slot, the
+    ids it held lose a reference, whatever order it evicts in.
     """
 
     #: the entries that are frame stacks, stored as frame ids for Atari
@@ -37,58 +33,47 @@ class TaskMemory:
         self.task = task
         self.batch_size = batch_size
         self.buffer = buffer
-        self.slots = buffer.storage.max_size
-        self.prioritized = not buffer.sampler.uniform
-        self._columns: tuple[object, dict] | None = None  # the storage's tensors, by key
+        self.hpr: HierarchicalMemory = buffer.sampler.memory
+        if num_envs > self.hpr.capacity:
+            raise ConfigError(
+                f"{num_envs} envs add {num_envs} experiences a step, more than a partition holds "
+                f"({self.hpr.capacity}): use fewer envs or a larger replay"
+            )
         self.frames: FrameStacks | None = None
         self.slot_frames: dict[str, np.ndarray] = {}
         if task.backend == "atari":
             stack, *frame_shape = task.obs_shape
             self.frames = FrameStacks(num_envs, stack, tuple(frame_shape))
-            self.slot_frames = {key: np.full((self.slots, stack), -1, dtype=np.int64) for key in self.stacked_keys}
+            self.slot_frames = {key: np.full((self.hpr.slots, stack), -1, dtype=np.int64) for key in self.stacked_keys}
+
+    @property
+    def prioritized(self) -> bool:
+        return not self.hpr.uniform
 
     @property
     def partition_sizes(self) -> np.ndarray:
         """Experiences stored in each partition (one entry for uniform and PR replay)."""
-        return self.buffer.writer.sizes.copy()
+        return self.hpr.sizes.copy()
 
     def __len__(self) -> int:
         """Experiences stored (for H-PR, ``len(buffer)`` is its capacity: every slot is readable)."""
-        return self.buffer.writer.stored
+        return self.hpr.stored
 
     def add(
         self, obs: np.ndarray, teacher_logits: torch.Tensor, value: torch.Tensor, new_episode: np.ndarray
     ) -> np.ndarray:
         """Store one experience per env: its observation and the teacher's outputs for it.
         Returns the buffer slots written."""
-        data = {"teacher_logits": teacher_logits.cpu(), "value": value.cpu()}
+        data = {"teacher_logits": teacher_logits.cpu(), "value": value.cpu().reshape(-1)}
         if self.frames is None:
-            return self.store(data | {"obs": torch.as_tensor(obs)}, data["value"].numpy().reshape(-1))
-        return self.store(data, data["value"].numpy().reshape(-1), {"obs": self.frames.encode(obs, new_episode)})
+            return self.store(data | {"obs": torch.as_tensor(obs)})
+        return self.store(data, {"obs": self.frames.encode(obs, new_episode)})
 
-    def store(self, data: dict[str, torch.Tensor], values: np.ndarray, frame_ids: dict | None = None) -> np.ndarray:
-        """Write a batch: ``values`` (``V(s)``) place each row in its partition's FIFO; rows
-        of ``frame_ids`` reference the pool's frames. Returns the buffer slots written.
-
-        The first write lets TorchRL lay out the storage; later rows are copied into its
-        tensors directly: the writer picks the slots, the sampler ranks them (the measured cost
-        of going through ``ReplayBuffer.extend`` instead is in docs/replay.md)."""
-        writer = self.buffer.writer
-        slots = writer.place(values)
-        keep = writer.last_writes(slots) if len(slots) > writer.capacity else None
-        if keep is not None:  # a batch past a partition's capacity: each slot's last row
-            slots = slots[keep]
-            data = {key: tensor[torch.from_numpy(keep)] for key, tensor in data.items()}
-            frame_ids = {key: ids[keep] for key, ids in (frame_ids or {}).items()}
-        index = torch.from_numpy(slots)
-        if not self.buffer.storage.initialized:
-            # device="cpu", the storage's: TorchRL then skips a per-call device move (~50 us)
-            self.buffer.storage.set(index, TensorDict(data, batch_size=[len(slots)], device="cpu"), set_cursor=False)
-        else:
-            for key, column in self.columns().items():
-                column.index_copy_(0, index, data[key].reshape(len(slots), *column.shape[1:]).to(column.dtype))
-        writer.mark_written(index)
-        self.buffer.sampler.extend(index)
+    def store(self, data: dict[str, torch.Tensor], frame_ids: dict | None = None) -> np.ndarray:
+        """``buffer.extend`` a batch (the writer places each row by its ``value``); rows of
+        ``frame_ids`` reference the pool's frames. Returns the buffer slots written."""
+        rows = len(next(iter(data.values())))
+        slots = self.buffer.extend(TensorDict(data, batch_size=[rows], device="cpu")).numpy()
         for key, ids in (frame_ids or {}).items():
             self._reference(key, slots, ids)
         return slots
@@ -103,97 +88,59 @@ class TaskMemory:
             self.frames.pool.decref(evicted[evicted[:, 0] >= 0])
 
     def sample(self) -> TensorDict:
-        """A minibatch: ``obs``, ``teacher_logits``, ``value``, ``index`` and ``weight`` (the
-        sampler's importance weights).
-
-        ``index`` names each experience, not just its slot: ``slot + slots * generation``, the
-        slot's write count when it was sampled (``slot_of`` reads the slot back). Lightning
-        fetches the next batch before the current update, so a slot can be rewritten between
-        a sample and its priority update; the update is then dropped, not given to the new
-        occupant.
-
-        Calls the buffer's sampler directly and ``index_select``s the storage's tensors one by
-        one, without ``ReplayBuffer.sample``'s locking and transforms, which nothing here uses."""
-        slot, info = self.buffer.sampler.sample(self.buffer.storage, self.batch_size)
-        batch = {key: column.index_select(0, slot) for key, column in self.columns().items()}
-        batch["index"] = torch.from_numpy(slot.numpy() + self.slots * info["index_generation"].astype(np.int64))
-        batch["weight"] = torch.from_numpy(info["_weight"])
+        """A minibatch (``buffer.sample``): the stored entries, ``index`` (the slots),
+        ``index_generation`` (each slot's write count when drawn: ``update_priority`` drops an
+        update for a slot rewritten since, as Lightning fetches the next batch before the current
+        update) and ``weight`` (the importance weights)."""
+        batch, info = self.buffer.sample(self.batch_size, return_info=True)
+        batch["index"], batch["index_generation"] = info["index"], info["index_generation"]
+        batch["weight"] = info["_weight"]
         if self.frames is not None:
+            slots = info["index"].numpy()
             for key, ids in self.slot_frames.items():
-                batch[key] = self.frames.pool.gather(ids[slot.numpy()])
-        return TensorDict(batch, batch_size=[len(slot)])
+                batch[key] = self.frames.pool.gather(ids[slots])
+        return batch
 
-    def columns(self) -> dict:
-        """The storage's tensor per key (cached; ``buffer.loads`` may replace the storage's)."""
-        stored = storage_tensors(self.buffer.storage)
-        if self._columns is None or self._columns[0] is not stored:
-            self._columns = (stored, dict(stored.items()))
-        return self._columns[1]
-
-    def slot_of(self, index: torch.Tensor) -> torch.Tensor:
-        """The buffer slot of each ``index`` from ``sample``."""
-        return index % self.slots
-
-    def stored_slots(self) -> np.ndarray:
-        """The slots that hold an experience: each partition fills its block from the start."""
-        sizes, capacity = self.buffer.writer.sizes, self.buffer.writer.capacity
-        return np.concatenate([j * capacity + np.arange(n) for j, n in enumerate(sizes)]).astype(np.int64)
+    def update_priority(self, index: torch.Tensor, generation: torch.Tensor, priority: torch.Tensor) -> None:
+        """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
+        if self.prioritized:
+            self.buffer.sampler.update_priority(
+                index.cpu(), priority.detach().cpu(), generation=generation.cpu().numpy()
+            )
 
     def state_dict(self) -> dict:
         """What a resumed run needs to sample as this memory would have, in bytes proportional to
-        what it holds (not to its capacity): the stored slots' rows, the writer's cursors, the
-        sampler's per-slot priorities and write counts at those slots, and the frames in use."""
-        slots = self.stored_slots()
-        index = torch.from_numpy(slots)
-        sampler = self.buffer.sampler.state_dict()
-        for name in SAMPLER_PER_SLOT:
-            sampler[name] = sampler[name][index].clone()
-        # the partitions of the last insertions: p < 128 fits a byte (8x less than the ring's int64)
-        sampler["recent"] = sampler["recent"].to(torch.int8 if self.buffer.writer.partitions < 128 else torch.int64)
-        state = {  # the slots are the writer's sizes' (stored_slots): not saved
-            "columns": {key: column[index].clone() for key, column in self.columns().items()}
-            if self.buffer.storage.initialized
-            else {},
-            "writer": self.buffer.writer.state_dict(),
-            "sampler": sampler,
+        what it holds (not to its capacity): the memory's state, the stored slots' rows and the
+        frames in use."""
+        slots = torch.from_numpy(self.hpr.stored_slots())
+        stored = self.buffer.storage.initialized and len(slots) > 0
+        state = {
+            "replay": self.hpr.state_dict(),
+            "rows": self.buffer.storage.get(slots).to_dict() if stored else {},
         }
         if self.frames is not None:
             state["frames"] = self.frames.state_dict()
-            state["slot_frames"] = {key: torch.from_numpy(ids[slots].copy()) for key, ids in self.slot_frames.items()}
+            state["slot_frames"] = {
+                key: torch.from_numpy(ids[slots.numpy()].copy()) for key, ids in self.slot_frames.items()
+            }
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if "writer" not in state:
+        if "replay" not in state:
             raise ConfigError(
-                "this checkpoint's replay was written by lightning_distill < 0.7 (the whole storage); "
-                "resume it with that version, or set data.init_args.checkpoint_replay false"
+                "this checkpoint's replay was written by lightning_distill < 0.9; resume it with that "
+                "version, or set data.init_args.checkpoint_replay false"
             )
-        writer, sampler = self.buffer.writer, self.buffer.sampler
-        writer.load_state_dict(state["writer"])  # checks the layout first
-        index = torch.from_numpy(self.stored_slots())
-        if len(index):
-            rows = TensorDict(state["columns"], batch_size=[len(index)], device="cpu")
-            self.buffer.storage.set(index, rows, set_cursor=False)  # lays the storage out if still empty
-            writer.mark_written(index)
-        full = dict(state["sampler"])
-        for name in SAMPLER_PER_SLOT:
-            saved = full[name]
-            full[name] = torch.zeros(self.slots, dtype=saved.dtype)
-            full[name][index] = saved
-        full["recent"] = full["recent"].to(torch.int64)
-        sampler.load_state_dict(full)
-        self._columns = None
+        self.hpr.load_state_dict(state["replay"])  # checks the layout first
+        slots = torch.from_numpy(self.hpr.stored_slots())
+        if len(slots) and state["rows"]:
+            rows = TensorDict(state["rows"], batch_size=[len(slots)], device="cpu")
+            self.buffer.writer.write_rows(slots, rows)
         if self.frames is not None:
             self.frames.load_state_dict(state["frames"])
             for key, ids in self.slot_frames.items():
                 ids[:] = -1
-                ids[index.numpy()] = state["slot_frames"][key].numpy()
-
-    def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
-        """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
-        if self.prioritized:
-            generation, slot = np.divmod(index.cpu().numpy(), self.slots)
-            self.buffer.sampler.update_priority(slot, priority.detach().cpu().numpy(), generation=generation)
+                ids[slots.numpy()] = state["slot_frames"][key].numpy()
 
 
 class TransitionMemory(TaskMemory):
@@ -230,13 +177,12 @@ class TransitionMemory(TaskMemory):
             "reward": torch.as_tensor(reward, dtype=torch.float32),
             "terminated": torch.as_tensor(terminated),
         }
-        values = np.zeros(len(obs))  # one partition: V plays no part
         if self.frames is None:
-            return self.store(data | {"obs": torch.as_tensor(obs), "next_obs": torch.as_tensor(next_obs)}, values)
+            return self.store(data | {"obs": torch.as_tensor(obs), "next_obs": torch.as_tensor(next_obs)})
         pool = self.frames.pool
         obs_ids = self.frames.hold(obs, new_episode)
         pool.incref(obs_ids)  # kept alive while the stacks move on to next_obs
         next_ids = self.frames.encode(next_obs, np.zeros(len(obs), dtype=bool))
-        slots = self.store(data, values, {"obs": obs_ids, "next_obs": next_ids})
+        slots = self.store(data, {"obs": obs_ids, "next_obs": next_ids})
         pool.decref(obs_ids)
         return slots
