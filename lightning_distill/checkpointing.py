@@ -24,7 +24,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_distill.errors import CheckpointError
@@ -127,20 +126,6 @@ class ModelCheckpoint(LightningModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         self._write_last(trainer)
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """One line that names the checkpoint to play or distil from, and the one to resume."""
-        super().on_fit_end(trainer, pl_module)
-        if trainer.state.fn != "fit" or fast_dev_run(trainer):
-            return
-        parts = []
-        if self.monitor and self.best_model_path and self.best_model_score is not None:
-            score = as_logged(float(self.best_model_score))
-            parts.append(f"best checkpoint ({self.monitor} {score}): {self.best_model_path}")
-        if self.save_last and self.last_model_path:
-            parts.append(f"latest: {self.last_model_path}")
-        if parts:
-            rank_zero_info("; ".join(parts))
-
     def write_last_now(self, trainer: pl.Trainer) -> Path | None:
         """``last.ckpt`` at the current update (an interrupted run's resume point); ``None``
         when this callback keeps no ``last`` or no update was made."""
@@ -148,6 +133,23 @@ class ModelCheckpoint(LightningModelCheckpoint):
             return None
         self._write_last(trainer)
         return Path(self.last_model_path) if self.last_model_path else None
+
+
+def kept_checkpoints_line(callbacks: list[Any]) -> str | None:
+    """``best checkpoint (eval/return 323.5): <path>; latest: <path>``: the checkpoint to play or
+    distil from and the one to resume, over every ``ModelCheckpoint`` of the run (a config may
+    keep the best and the last with two)."""
+    checkpoints = [c for c in callbacks if isinstance(c, LightningModelCheckpoint)]
+    parts = []
+    for c in checkpoints:
+        if c.monitor and c.best_model_path and c.best_model_score is not None:
+            parts.append(f"best checkpoint ({c.monitor} {as_logged(float(c.best_model_score))}): {c.best_model_path}")
+            break
+    for c in checkpoints:
+        if c.save_last and c.last_model_path:
+            parts.append(f"latest: {c.last_model_path}")
+            break
+    return "; ".join(parts) or None
 
 
 @dataclass

@@ -21,7 +21,7 @@ from lightning_distill.data.base import RLDataModule
 from lightning_distill.errors import ConfigError
 from lightning_distill.modules.base import RLModule
 from lightning_distill.runs import Checkpoint, keep_metrics_rows, plan_continuation, read_checkpoint
-from lightning_distill.upstream import add_subcommand, callbacks_of
+from lightning_distill.upstream import add_subcommand, callbacks_of, fast_dev_run
 
 if TYPE_CHECKING:
     from lightning_distill.checkpointing import Interruption
@@ -219,12 +219,19 @@ class DistillCLI(LightningCLI):
                 config.trainer.logger = False
 
     def fit(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
-        """``trainer.fit``; a run that fails before its first update leaves no run folder behind,
-        an interrupted one says in one line where it stopped and how to resume it."""
+        """``trainer.fit``, ending with one line that names the best and latest checkpoints; a run
+        that fails before its first update leaves no run folder behind, an interrupted one says in
+        one line where it stopped and how to resume it."""
+        from lightning.pytorch.utilities import rank_zero_info
+
+        from lightning_distill.checkpointing import kept_checkpoints_line
         from lightning_distill.runs import discard_unstarted_run
 
         try:
             self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            kept = kept_checkpoints_line(callbacks_of(self.trainer))
+            if kept and not fast_dev_run(self.trainer):
+                rank_zero_info(kept)
         except BaseException:
             if self.trainer.global_step == 0 and self.checkpoint is None:
                 discard_unstarted_run(self.trainer)
@@ -385,7 +392,9 @@ QUIET_WARNINGS = (
 
 
 #: Lightning's lines about hardware this project never uses, and its advertisements (litlogger, litmodels).
-QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud")
+#: Lightning's lines that say nothing a user acts on; its interrupt notice is replaced by the
+#: one line ``SaveOnInterrupt`` prints (the update reached, the checkpoint, the resume command)
+QUIET_LINES = ("TPU available", "HPU available", "💡 Tip: For seamless cloud", "\nDetected KeyboardInterrupt")
 
 
 def quiet_third_party_output() -> None:

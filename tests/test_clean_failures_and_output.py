@@ -110,6 +110,12 @@ def test_a_repaint_run_is_named_by_its_method_prints_its_result_and_no_library_n
     assert "baseline on CartPole-v1: 1 iteration, 512 env steps of the student" in printed
     assert "target 300: not reached" in printed
     (run,) = (tmp_path / "runs" / "repaint_cartpole" / "baseline").glob("version_0")
+    # the config keeps best and last with two callbacks: one line names both
+    kept = [line for line in caplog.messages if line.startswith("best checkpoint")]
+    folder = "runs/repaint_cartpole/baseline/version_0/checkpoints"
+    assert len(kept) == 1 and re.fullmatch(
+        rf"best checkpoint \(eval/return [\d.]+\): {folder}/best-epoch=0\.ckpt; latest: {folder}/last\.ckpt", kept[0]
+    ), kept
     text = (run / "metrics.csv").read_text()
     digits = [len(re.sub(r"^[0.]+|\.", "", number)) for number in re.findall(r"\d+\.\d+", text)]
     assert digits and max(digits) <= 9, text  # float32 values, without the noise of their float64 repr
