@@ -4,14 +4,18 @@ pass priorities back to the sampler."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from tensordict import TensorDict
 
 from lightning_distill.errors import ConfigError
 from lightning_distill.replay.frames import FrameStacks
-from lightning_distill.replay.hierarchical import HierarchicalMemory
 from lightning_distill.tasks import Task
+
+if TYPE_CHECKING:  # at run time the buffer brings it: --help imports no TorchRL
+    from lightning_distill.replay.hierarchical import HierarchicalMemory
 
 
 class TaskMemory:
