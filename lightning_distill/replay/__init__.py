@@ -103,7 +103,12 @@ class PrioritizedReplay(Replay):
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
-        self.memory((0.0, 1.0), 0)  # checks the settings now, not when training starts
+        self.check()  # the settings now, not when training starts
+
+    def check(self) -> None:
+        from lightning_distill.replay.hierarchical import check_settings
+
+        check_settings(self.partitions, self.partition_capacity, self.window, **self.sampling)
 
     def memory(self, value_range: tuple[float, float] | None, seed: int):
         """One task's ``HierarchicalMemory`` with these settings."""
@@ -159,7 +164,7 @@ class HierarchicalReplay(PrioritizedReplay):
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
-        self.memory((0.0, 1.0), 0)
+        self.check()
 
     def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
         if self.partitions == 1:

@@ -51,6 +51,32 @@ def check_layout(saved: tuple[int, ...], mine: tuple[int, ...]) -> None:
         )
 
 
+def check_settings(
+    partitions: int,
+    capacity: int,
+    window: int,
+    alpha: float,
+    beta: float,
+    beta_final: float,
+    beta_updates: int,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+) -> None:
+    """``HierarchicalMemory``'s settings, checked without building one (a config is read long
+    before training, and a memory's index is sized by its capacity)."""
+    if min(partitions, capacity, window) < 1:
+        raise ConfigError(f"partitions, capacity and window must be >= 1, got {partitions}, {capacity}, {window}")
+    if alpha < 0 or not 0 <= beta <= 1 or not 0 <= beta_final <= 1 or beta_updates < 0:
+        raise ConfigError(
+            f"need alpha >= 0, beta and beta_final in [0, 1], beta_updates >= 0; got "
+            f"alpha={alpha}, beta={beta}, beta_final={beta_final}, beta_updates={beta_updates}"
+        )
+    if partitions > 1:
+        if value_range is None or not np.all(np.isfinite(value_range)):
+            raise ConfigError(f"{partitions} partitions need a finite value range (V_min, V_max), got {value_range}")
+        if value_range[1] < value_range[0]:
+            raise ConfigError(f"value range needs V_min <= V_max, got {value_range}")
+
+
 class HierarchicalMemory:
     """H-PR's state, each piece held once: the partition layout and FIFO cursors, each slot's
     priority and generation, the rank index, the visit window and the random stream.
@@ -83,20 +109,7 @@ class HierarchicalMemory:
         uniform: bool = False,
         seed: int = 0,
     ) -> None:
-        if min(partitions, capacity, window) < 1:
-            raise ConfigError(f"partitions, capacity and window must be >= 1, got {partitions}, {capacity}, {window}")
-        if alpha < 0 or not 0 <= beta <= 1 or not 0 <= beta_final <= 1 or beta_updates < 0:
-            raise ConfigError(
-                f"need alpha >= 0, beta and beta_final in [0, 1], beta_updates >= 0; got "
-                f"alpha={alpha}, beta={beta}, beta_final={beta_final}, beta_updates={beta_updates}"
-            )
-        if partitions > 1:
-            if value_range is None or not np.all(np.isfinite(value_range)):
-                raise ConfigError(
-                    f"{partitions} partitions need a finite value range (V_min, V_max), got {value_range}"
-                )
-            if value_range[1] < value_range[0]:
-                raise ConfigError(f"value range needs V_min <= V_max, got {value_range}")
+        check_settings(partitions, capacity, window, alpha, beta, beta_final, beta_updates, value_range)
         self.partitions, self.capacity, self.window, self.uniform = partitions, capacity, window, uniform
         self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self.alpha, self.beta, self.beta_final, self.beta_updates = alpha, beta, beta_final, beta_updates
@@ -263,7 +276,11 @@ class HierarchicalMemory:
         self._weight_sums = np.zeros(3)  # batches, sum of mean weights, sum of effective sizes
 
     def _count_draws(self, slots: np.ndarray, weight: np.ndarray) -> None:
-        self._drawn += np.bincount(slots // self.capacity, minlength=self.partitions)
+        """What ``statistics`` reports, and only that (nothing for a uniform FIFO)."""
+        if self.partitions > 1:
+            self._drawn += np.bincount(slots // self.capacity, minlength=self.partitions)
+        if self.uniform:
+            return
         total = float(weight.sum())
         self._weight_sums += (1.0, total / len(weight), total * total / max(float((weight * weight).sum()), 1e-30))
 

@@ -44,7 +44,6 @@ def _estimate(
     samples: list[np.ndarray],
     statistic: Callable[..., Any],
     seed: int,
-    vectorized: bool = True,
     resamples: int = RESAMPLES,
 ) -> tuple[float, float, float]:
     """(statistic of the samples, low, high): a percentile bootstrap that resamples each sample on
@@ -58,7 +57,7 @@ def _estimate(
         n_resamples=resamples,
         confidence_level=CONFIDENCE,
         method="percentile",
-        vectorized=vectorized,
+        vectorized=True,
         random_state=np.random.default_rng(seed),
     )
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -74,11 +73,18 @@ def interval(per_game: PerGame, statistic: Callable[..., np.ndarray], seed: int 
 def probability_of_improvement(x: PerGame, y: PerGame, lower_is_better: bool = False) -> float:
     """P(X > Y): for each game the chance that a run of X scores above a run of Y (ties count
     half: the Mann-Whitney U statistic over all pairs of seeds / pairs), averaged over games."""
-    chances = [
-        _chance_above(np.asarray(game_x, dtype=float), np.asarray(game_y, dtype=float), lower_is_better)
-        for game_x, game_y in zip(x, y, strict=True)
+    return float(
+        _mean_chance([np.asarray(v, dtype=float) for v in x], [np.asarray(v, dtype=float) for v in y], lower_is_better)
+    )
+
+
+def _mean_chance(x: Sequence[np.ndarray], y: Sequence[np.ndarray], lower_is_better: bool, axis: int = -1) -> np.ndarray:
+    """P(X > Y) over games, along ``axis`` (any other axes are bootstrap resamples)."""
+    per_game = [
+        _chance_above(np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1), lower_is_better)
+        for a, b in zip(x, y, strict=True)
     ]
-    return float(np.nanmean(chances))
+    return np.nanmean(np.stack(per_game), axis=0)
 
 
 def _chance_above(xs: np.ndarray, ys: np.ndarray, lower_is_better: bool) -> np.ndarray:
@@ -100,11 +106,7 @@ def improvement_interval(
     samples = [np.asarray(v, dtype=float) for v in (*x, *y)]
 
     def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
-        per_game = [
-            _chance_above(np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1), lower_is_better)
-            for a, b in zip(resampled[:games], resampled[games:], strict=True)
-        ]
-        return np.nanmean(np.stack(per_game), axis=0)
+        return _mean_chance(resampled[:games], resampled[games:], lower_is_better, axis)
 
     return _estimate(samples, statistic, seed, resamples=RESAMPLES // 4)
 
