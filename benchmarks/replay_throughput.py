@@ -77,8 +77,8 @@ import numpy as np
 from lightning_distill.replay.hierarchical import HierarchicalMemory
 m = HierarchicalMemory(2, 1000, (0.0, 1.0), window=10)
 m.insert(np.linspace(0, 1, 2000))
-slots, weight = m.draw(8)
-m.update_priority(slots, np.ones(8), m.generation[slots])
+slots, weight, generation = m.draw(8)
+m.update_priority(slots, np.ones(8), generation)
 m.load_state_dict(m.state_dict())
 HierarchicalMemory(1, 10, uniform=True).insert(np.zeros(3))
 print(time.perf_counter() - t0)
@@ -110,7 +110,7 @@ def main() -> None:
     from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
     from lightning_distill.replay import PrioritizedReplay, UniformReplay
-    from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
+    from lightning_distill.replay.hierarchical import HierarchicalMemory, HierarchicalReplayBuffer
     from lightning_distill.replay.memory import TaskMemory
     from lightning_distill.tasks import Task
 
@@ -129,7 +129,7 @@ def main() -> None:
     uniform = TaskMemory(UniformReplay(total).make_buffer(task, None, batch), task, batch, 1)
     pr = TaskMemory(PrioritizedReplay(total).make_buffer(task, None, batch), task, batch, 1)
     hpr_memory = HierarchicalMemory(args.partitions, args.capacity, (0.0, 1.0), seed=0)
-    hpr = TaskMemory(hierarchical_buffer(hpr_memory, batch), task, batch, 1)
+    hpr = TaskMemory(HierarchicalReplayBuffer(hpr_memory, batch), task, batch, 1)
     memories = {"our uniform": uniform, "PR": pr, "H-PR": hpr}
     t0 = time.perf_counter()
     fill(torchrl_uniform.extend, total, 0)

@@ -14,7 +14,7 @@ from lightning_distill.replay import (
     UniformReplay,
     estimate_value_range,
 )
-from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
+from lightning_distill.replay.hierarchical import HierarchicalMemory, HierarchicalReplayBuffer
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
 from lightning_distill.teachers import load_teacher
@@ -27,7 +27,7 @@ DRAWS = 200_000
 def make_buffer(partitions=3, capacity=40, value_range=(0.0, 3.0), **sampler_kwargs):
     """A TorchRL ``ReplayBuffer`` over an H-PR memory."""
     memory = HierarchicalMemory(partitions, capacity, value_range if partitions > 1 else None, seed=0, **sampler_kwargs)
-    return hierarchical_buffer(memory)  # each draw names its batch size
+    return HierarchicalReplayBuffer(memory)  # each draw names its batch size
 
 
 def draw(buffer, batch_size):
@@ -130,7 +130,7 @@ def test_beta_is_annealed_linearly_over_the_given_number_of_updates():
 
 def test_one_partition_is_rank_based_prioritized_replay():
     alpha, rng = 0.6, np.random.default_rng(2)
-    pr = hierarchical_buffer(HierarchicalMemory(1, 50, alpha=alpha, seed=0), 1000)
+    pr = HierarchicalReplayBuffer(HierarchicalMemory(1, 50, alpha=alpha, seed=0), 1000)
     slots = insert(pr, rng.normal(size=50))
     priorities = rng.random(50)
     pr.sampler.update_priority(torch.as_tensor(slots), torch.as_tensor(priorities))
@@ -421,3 +421,30 @@ def test_statistics_give_partition_shares_mean_weight_and_effective_batch_since_
     assert make_buffer(uniform=True).sampler.memory.statistics().keys() <= {
         f"{name}_{j}" for name in ("stored", "window", "sampled") for j in range(3)
     }
+
+
+def test_a_plain_torchrl_replay_buffer_of_the_same_parts_samples_the_same_minibatches():
+    """``HierarchicalReplayBuffer.sample`` is TorchRL's generic ``ReplayBuffer.sample`` minus
+    work it has no use for: the same parts in a plain ``ReplayBuffer`` give the same rows, slots,
+    weights and generations, draw after draw."""
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    from lightning_distill.replay.hierarchical import HierarchicalSampler, PartitionWriter
+
+    fast = make_buffer(partitions=3, capacity=50, window=40)
+    memory = HierarchicalMemory(3, 50, (0.0, 3.0), window=40, seed=0)
+    plain = ReplayBuffer(
+        storage=LazyTensorStorage(memory.slots), sampler=HierarchicalSampler(memory), writer=PartitionWriter(memory)
+    )
+    rng = np.random.default_rng(2)
+    for step in range(30):
+        values = rng.uniform(0, 3, size=6)
+        for buffer in (fast, plain):
+            insert(buffer, values, first_id=6 * step)
+        (a, info_a), (b, info_b) = fast.sample(16, return_info=True), plain.sample(16, return_info=True)
+        assert torch.equal(a["id"], b["id"]) and torch.equal(info_a["index"], info_b["index"])
+        assert torch.equal(info_a["_weight"], info_b["_weight"])
+        assert torch.equal(info_a["index_generation"].long(), info_b["index_generation"].long())
+        priority = torch.as_tensor(rng.exponential(size=16))
+        fast.update_priority(info_a["index"], priority, info_a["index_generation"])
+        plain.sampler.update_priority(info_b["index"], priority, generation=info_b["index_generation"])

@@ -6,7 +6,7 @@ import torch
 from lightning_distill.envs import make_vec_env
 from lightning_distill.replay import UniformReplay
 from lightning_distill.replay.frames import FramePool
-from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
+from lightning_distill.replay.hierarchical import HierarchicalMemory, HierarchicalReplayBuffer
 from lightning_distill.replay.memory import TaskMemory
 from lightning_distill.tasks import Task
 
@@ -63,7 +63,7 @@ def test_minatar_memory_keeps_observations_in_the_buffer():
 def hpr_memory(task: Task, partition_capacity: int, num_envs: int = 2, seed: int = 0) -> TaskMemory:
     """An H-PR memory of 5 partitions over [0, 1] (no teacher play needed)."""
     memory = HierarchicalMemory(5, partition_capacity, (0.0, 1.0), window=1000, seed=seed)
-    return TaskMemory(hierarchical_buffer(memory, 16), task, batch_size=16, num_envs=num_envs)
+    return TaskMemory(HierarchicalReplayBuffer(memory, 16), task, batch_size=16, num_envs=num_envs)
 
 
 def fill(memory: TaskMemory, steps: int, num_envs: int, seed: int) -> None:

@@ -71,9 +71,9 @@ class UniformReplay(Replay):
 def uniform_buffer(capacity: int, batch_size: int, seed: int = 0):
     """One FIFO of ``capacity`` slots, sampled uniformly with replacement (H-PR's memory with one
     partition and no priorities)."""
-    from lightning_distill.replay.hierarchical import HierarchicalMemory, hierarchical_buffer
+    from lightning_distill.replay.hierarchical import HierarchicalMemory, HierarchicalReplayBuffer
 
-    return hierarchical_buffer(HierarchicalMemory(1, capacity, window=1, uniform=True, seed=seed), batch_size)
+    return HierarchicalReplayBuffer(HierarchicalMemory(1, capacity, window=1, uniform=True, seed=seed), batch_size)
 
 
 class PrioritizedReplay(Replay):
@@ -123,9 +123,9 @@ class PrioritizedReplay(Replay):
         return None
 
     def make_buffer(self, task: Task, teacher: FrozenTeacher, batch_size: int, seed: int = 0):
-        from lightning_distill.replay.hierarchical import hierarchical_buffer
+        from lightning_distill.replay.hierarchical import HierarchicalReplayBuffer
 
-        return hierarchical_buffer(self.memory(self.value_range(task, teacher, seed), seed), batch_size)
+        return HierarchicalReplayBuffer(self.memory(self.value_range(task, teacher, seed), seed), batch_size)
 
 
 class HierarchicalReplay(PrioritizedReplay):

@@ -3,7 +3,7 @@
 Read the paper's section on H-PR, then this file top to bottom. ``HierarchicalMemory`` holds
 every piece of H-PR's state, once; ``PartitionWriter`` and ``HierarchicalSampler`` are the
 TorchRL ``Writer`` and ``Sampler`` views of one memory, so a ``torchrl.data.ReplayBuffer``
-built from them *is* H-PR (``hierarchical_buffer``, and the example in docs/replay.md).
+built from them *is* H-PR (``HierarchicalReplayBuffer``, and the example in docs/replay.md).
 
 1. **Partitions** (steps 1-2). ``[V_min, V_max]`` of the teacher's state value is split evenly
    into ``p`` ranges; experience ``s`` goes to partition ``j`` with ``V(s)`` in ``(V_j, V_j+1]``
@@ -28,10 +28,11 @@ over what is stored, with unit weights (the paper's baseline, and the DQN teache
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torchrl.data import ReplayBuffer
 from torchrl.data.replay_buffers.samplers import Sampler
 from torchrl.data.replay_buffers.writers import Writer
 
@@ -75,6 +76,22 @@ def check_settings(
             raise ConfigError(f"{partitions} partitions need a finite value range (V_min, V_max), got {value_range}")
         if value_range[1] < value_range[0]:
             raise ConfigError(f"value range needs V_min <= V_max, got {value_range}")
+
+
+def _as_array(values: Any, dtype: type) -> np.ndarray:
+    """A flat array of ``dtype`` from an array, a list or a CPU tensor (no copy where it is one)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.ascontiguousarray(values, dtype=dtype).reshape(-1)
+
+
+class Draw(NamedTuple):
+    """A minibatch's slots, importance weights and generations (each slot's write count when
+    drawn: ``update_priority`` drops an update for a slot rewritten since)."""
+
+    slots: np.ndarray
+    weight: np.ndarray
+    generation: np.ndarray
 
 
 class HierarchicalMemory:
@@ -210,38 +227,36 @@ class HierarchicalMemory:
     # ---- 3-4. draw and importance weights ---------------------------------------------------
     @property
     def current_beta(self) -> float:
+        """``beta`` of the next draw."""
         done = min(1.0, self.samples / self.beta_updates) if self.beta_updates else 1.0
         return self.beta + (self.beta_final - self.beta) * done
 
-    def draw(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slots of a minibatch and their importance weights (steps 3-5, in ``ranks.draw_ranked``:
-        partition by ``P_j``, rank by ``P_j[r]``, ``w`` over the batch maximum)."""
+    def draw(self, batch_size: int) -> Draw:
+        """Slots of a minibatch, their importance weights and their generations (steps 3-5, in
+        ``ranks.draw_ranked``: partition by ``P_j``, rank by ``P_j[r]``, ``w`` over the batch
+        maximum)."""
         if not self.sizes.any():
             raise RuntimeError("cannot sample from an empty replay memory")
-        if self.index is None:
-            slots, weight = self._uniform_slots(batch_size), np.ones(batch_size, dtype=np.float32)
-        else:
-            u = self.rng.random((2, batch_size))
-            slots, weight, _ = ranks.draw_ranked(
-                self.index,
-                u,
-                self.visits,
-                self.rank_mass,
-                self.rank_guide,
-                self.current_beta,
-                self.generation,
-                self.capacity,
-            )
+        beta = self.current_beta
         self.samples += 1
-        self._count_draws(slots, weight)
-        return slots, weight
-
-    def _uniform_slots(self, batch_size: int) -> np.ndarray:
-        """Uniform over the stored experiences: the ``u``-th stored one, partition by partition."""
-        ends = np.cumsum(self.sizes)
-        u = self.rng.integers(0, ends[-1], batch_size)
-        part = np.searchsorted(ends, u, side="right")
-        return part * self.capacity + u - (ends[part] - self.sizes[part])
+        if self.index is None:
+            slots, seen = ranks.draw_uniform(
+                self.rng.random(batch_size), self.sizes, self.capacity, self.generation, self._counts
+            )
+            return Draw(slots, np.ones(batch_size, dtype=np.float32), seen)
+        u = self.rng.random((2, batch_size))
+        drawn = ranks.draw_ranked(
+            self.index,
+            u,
+            self.visits,
+            self.rank_mass,
+            self.rank_guide,
+            beta,
+            self.generation,
+            self.capacity,
+            self._counts,
+        )
+        return Draw(*drawn)
 
     def ranked_slots(self, partition: int) -> np.ndarray:
         """The slots of a partition's experiences, rank 1 first (for tests and inspection)."""
@@ -252,13 +267,14 @@ class HierarchicalMemory:
     # ---- 5. priority update ------------------------------------------------------------------
     def update_priority(self, slots: Any, priority: Any, generation: Any = None) -> None:
         """Set the sampled experiences' new ``|delta|``, moving each to its rank at once. With
-        ``generation`` (a sample's ``index_generation``), a slot rewritten since it was drawn
-        keeps its new occupant's priority; non-finite priorities are ignored. No-op when uniform."""
+        ``generation`` (a draw's or a sample's ``index_generation``), a slot rewritten since it
+        was drawn keeps its new occupant's priority; non-finite priorities are ignored. Takes
+        arrays or CPU tensors. No-op when uniform."""
         if self.index is None:
             return
-        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
-        priority = np.asarray(priority, dtype=np.float32).reshape(-1)
-        seen = self.generation[slots] if generation is None else np.asarray(generation, dtype=np.int32).reshape(-1)
+        slots = _as_array(slots, np.int64)
+        priority = _as_array(priority, np.float32)
+        seen = self.generation[slots] if generation is None else _as_array(generation, np.int32)
         largest = ranks.reprioritise(
             self.index,
             slots,
@@ -267,22 +283,15 @@ class HierarchicalMemory:
             self.priority.view(np.int32),
             self.generation,
             self.capacity,
+            np.empty((2, len(slots)), dtype=np.int64),
         )
         self.max_priority = max(self.max_priority, float(np.int32(largest).view(np.float32)))
 
     # ---- what a user sees while it runs ------------------------------------------------------
     def reset_statistics(self) -> None:
-        self._drawn = np.zeros(self.partitions, dtype=np.int64)
-        self._weight_sums = np.zeros(3)  # batches, sum of mean weights, sum of effective sizes
-
-    def _count_draws(self, slots: np.ndarray, weight: np.ndarray) -> None:
-        """What ``statistics`` reports, and only that (nothing for a uniform FIFO)."""
-        if self.partitions > 1:
-            self._drawn += np.bincount(slots // self.capacity, minlength=self.partitions)
-        if self.uniform:
-            return
-        total = float(weight.sum())
-        self._weight_sums += (1.0, total / len(weight), total * total / max(float((weight * weight).sum()), 1e-30))
+        # the draws of each partition, then batches, the sum of their mean weights and of their
+        # effective sizes (``ranks.draw_ranked`` adds to it)
+        self._counts = np.zeros(self.partitions + 3)
 
     def statistics(self) -> dict[str, float]:
         """Since the last call: each partition's share of stored experiences (``stored_j``), of
@@ -292,10 +301,11 @@ class HierarchicalMemory:
         weights only with priorities (empty for uniform replay)."""
         out: dict[str, float] = {}
         if self.partitions > 1:
-            for name, counts in (("stored", self.sizes), ("window", self.visits), ("sampled", self._drawn)):
+            drawn = self._counts[: self.partitions]
+            for name, counts in (("stored", self.sizes), ("window", self.visits), ("sampled", drawn)):
                 total = max(int(counts.sum()), 1)
                 out |= {f"{name}_{j}": int(n) / total for j, n in enumerate(counts)}
-        batches, weights, effective = self._weight_sums
+        batches, weights, effective = self._counts[self.partitions :]
         if batches and not self.uniform:
             out |= {"mean_weight": weights / batches, "effective_batch": effective / batches}
         self.reset_statistics()
@@ -397,7 +407,7 @@ class PartitionWriter(Writer):
         storage.set(index, rows)
 
     def generations_of(self, index) -> torch.Tensor:
-        return torch.from_numpy(self.memory.generation[np.asarray(index)].astype(np.int64))
+        return torch.from_numpy(self.memory.generation[_as_array(index, np.int64)])
 
     def _empty(self, empty_write_count: bool = True) -> None:
         self.memory.clear()
@@ -427,7 +437,7 @@ class HierarchicalSampler(Sampler):
         self.memory = memory
 
     def sample(self, storage, batch_size: int) -> tuple[torch.Tensor, dict]:
-        slots, weight = self.memory.draw(batch_size)
+        slots, weight, _ = self.memory.draw(batch_size)
         return torch.from_numpy(slots), {"_weight": torch.from_numpy(weight)}
 
     def update_priority(self, index, priority, *, storage=None, generation=None) -> None:
@@ -466,15 +476,45 @@ class HierarchicalSampler(Sampler):
         return f"HierarchicalSampler({self.memory!r})"
 
 
-def hierarchical_buffer(memory: HierarchicalMemory, batch_size: int | None = None, value_key: str = "value"):
-    """A ``torchrl.data.ReplayBuffer`` that is ``memory``: one CPU storage of ``p x C`` slots."""
-    from torchrl.data import ReplayBuffer
+class HierarchicalReplayBuffer(ReplayBuffer):
+    """A ``torchrl.data.ReplayBuffer`` that is one ``HierarchicalMemory``: a ``ColumnStorage``
+    of its ``p x C`` slots, its ``PartitionWriter`` and its ``HierarchicalSampler``.
 
-    from lightning_distill.replay.storage import ColumnStorage
+    ``sample`` and ``update_priority`` keep TorchRL's signatures and results and drop the work
+    this buffer has no use for: TorchRL's generic ``sample`` takes two thread locks, asks the
+    writer for the generations the draw has just read, and maps the info onto the storage's
+    device, together ~40 us a call, as much as the draw and the gather at batch 32
+    (``benchmarks/replay_throughput.py``). ``update_priority`` takes the sample's
+    ``index_generation``. With a transform appended, ``sample`` is TorchRL's own. Like the
+    memory, it is not for sharing between threads.
+    """
 
-    return ReplayBuffer(
-        storage=ColumnStorage(memory.slots, device="cpu"),
-        sampler=HierarchicalSampler(memory),
-        writer=PartitionWriter(memory, value_key),
-        batch_size=batch_size,
-    )
+    def __init__(self, memory: HierarchicalMemory, batch_size: int | None = None, value_key: str = "value") -> None:
+        from lightning_distill.replay.storage import ColumnStorage
+
+        super().__init__(
+            storage=ColumnStorage(memory.slots, device="cpu"),
+            sampler=HierarchicalSampler(memory),
+            writer=PartitionWriter(memory, value_key),
+            batch_size=batch_size,
+        )
+        self.memory = memory
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False) -> Any:
+        if len(self.transform):
+            return super().sample(batch_size, return_info)
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if batch_size is None:
+            raise RuntimeError("batch_size not specified: pass it to sample or to the buffer")
+        slots, weight, generation = self.memory.draw(batch_size)
+        index = torch.from_numpy(slots)
+        data = self.storage.get(index)
+        if not return_info:
+            return data
+        info = {"_weight": torch.from_numpy(weight), "index": index, "index_generation": torch.from_numpy(generation)}
+        return data, info
+
+    def update_priority(self, index, priority, generation=None) -> None:
+        """TorchRL's ``update_priority``; pass ``generation`` (the sample's ``index_generation``)
+        to drop updates for experiences evicted since they were drawn."""
+        self.memory.update_priority(index, priority, generation)

@@ -13,9 +13,10 @@ from tensordict import TensorDict
 from lightning_distill.errors import ConfigError
 from lightning_distill.replay.frames import FrameStacks
 from lightning_distill.tasks import Task
+from lightning_distill.upstream import unchecked_tensordict
 
 if TYPE_CHECKING:  # at run time the buffer brings it: --help imports no TorchRL
-    from lightning_distill.replay.hierarchical import HierarchicalMemory
+    from lightning_distill.replay.hierarchical import HierarchicalMemory, HierarchicalReplayBuffer
 
 
 class TaskMemory:
@@ -24,20 +25,20 @@ class TaskMemory:
     observations live in. Distillation stores ``teacher_logits`` and ``value`` per experience
     (``add``); a DQN's ``TransitionMemory`` stores transitions.
 
-    Everything goes through the buffer's public API (``extend``, ``sample``, the sampler's
-    ``update_priority``). Atari observations are frame ids into a ``FrameStacks`` pool, kept
-    here per slot (``slot_frames``, one array per stacked key): when the writer reuses a slot, the
-    ids it held lose a reference, whatever order it evicts in.
+    Everything goes through the buffer's public API (``extend``, ``sample``,
+    ``update_priority``). Atari observations are frame ids into a ``FrameStacks`` pool, kept here
+    per slot (``slot_frames``, one array per stacked key): when the writer reuses a slot, the ids
+    it held lose a reference, whatever order it evicts in.
     """
 
     #: the entries that are frame stacks, stored as frame ids for Atari
     stacked_keys: tuple[str, ...] = ("obs",)
 
-    def __init__(self, buffer, task: Task, batch_size: int, num_envs: int) -> None:
+    def __init__(self, buffer: HierarchicalReplayBuffer, task: Task, batch_size: int, num_envs: int) -> None:
         self.task = task
         self.batch_size = batch_size
         self.buffer = buffer
-        self.hpr: HierarchicalMemory = buffer.sampler.memory
+        self.hpr: HierarchicalMemory = buffer.memory
         if num_envs > self.hpr.capacity:
             raise ConfigError(
                 f"{num_envs} envs add {num_envs} experiences a step, more than a partition holds "
@@ -97,20 +98,21 @@ class TaskMemory:
         update for a slot rewritten since, as Lightning fetches the next batch before the current
         update) and ``weight`` (the importance weights)."""
         batch, info = self.buffer.sample(self.batch_size, return_info=True)
-        batch["index"], batch["index_generation"] = info["index"], info["index_generation"]
-        batch["weight"] = info["_weight"]
+        entries = dict(batch.items()) | {
+            "index": info["index"],
+            "index_generation": info["index_generation"],
+            "weight": info["_weight"],
+        }
         if self.frames is not None:
             slots = info["index"].numpy()
             for key, ids in self.slot_frames.items():
-                batch[key] = self.frames.pool.gather(ids[slots])
-        return batch
+                entries[key] = self.frames.pool.gather(ids[slots])
+        return unchecked_tensordict(entries, self.batch_size, batch.device)
 
     def update_priority(self, index: torch.Tensor, generation: torch.Tensor, priority: torch.Tensor) -> None:
         """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
         if self.prioritized:
-            self.buffer.sampler.update_priority(
-                index.cpu(), priority.detach().cpu(), generation=generation.cpu().numpy()
-            )
+            self.buffer.update_priority(index.cpu(), priority.detach().cpu(), generation.cpu())
 
     def state_dict(self) -> dict:
         """What a resumed run needs to sample as this memory would have, in bytes proportional to

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict import TensorDict, is_tensor_collection
+from tensordict import is_tensor_collection
 from torchrl.data import LazyTensorStorage
+
+from lightning_distill.upstream import unchecked_tensordict
 
 
 class ColumnStorage(LazyTensorStorage):
@@ -42,10 +44,8 @@ class ColumnStorage(LazyTensorStorage):
         columns = self._fast(index)
         if columns is None:
             return super().get(index)
-        return TensorDict(
-            {key: column.index_select(0, index) for key, column in columns.items()},
-            batch_size=[len(index)],
-            device=self.device,
+        return unchecked_tensordict(
+            {key: column.index_select(0, index) for key, column in columns.items()}, len(index), self.device
         )
 
     def set(self, cursor: Any, data: Any, *, set_cursor: bool = True) -> None:
