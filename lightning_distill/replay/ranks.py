@@ -35,9 +35,7 @@ from numba.extending import intrinsic
 
 from lightning_distill.upstream import NUMBA_WITHOUT_REFCOUNTS
 
-BLOCK = int(
-    __import__("os").environ.get("LD_BLOCK", 128)
-)  # keys per block at most: a block is 1 KB, a shift a few cache lines
+BLOCK = 128  # keys per block at most: a block is 1 KB, a shift a few cache lines
 
 
 class RankIndex(NamedTuple):
