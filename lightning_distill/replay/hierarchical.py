@@ -283,7 +283,7 @@ class HierarchicalMemory:
             self.priority.view(np.int32),
             self.generation,
             self.capacity,
-            np.empty((2, len(slots)), dtype=np.int64),
+            np.empty((4, 2 * len(slots)), dtype=np.int64),
         )
         self.max_priority = max(self.max_priority, float(np.int32(largest).view(np.float32)))
 

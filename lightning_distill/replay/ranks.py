@@ -338,15 +338,24 @@ def write(ix, slots, priority_bits, generation, capacity, max_bits) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _prefetch_block(ix, p, key) -> int:
-    """Prefetch the block where ``key`` is or belongs (its head is found in the few KB of
-    first keys that stay in cache; its 1 KB of keys are most likely in memory). Returns the
-    block's position, for ``_locate_near``."""
-    k = _position_of(ix, p, key)
-    block = ix.keys[p, ix.order[p, k]]
-    for j in range(0, len(block), 8):  # 8 keys a 64-byte line
-        prefetch(block, j)
-    return k
+def _positions_of(ix, parts, keys, out, length) -> None:
+    """``_position_of`` for a batch of keys at once (``out[i]`` for ``keys[i]`` in partition
+    ``parts[i]``): the binary searches advance in lockstep, so that each step's reads of the
+    heads, one per key and independent of one another, overlap instead of queueing."""
+    n = len(keys)
+    for i in range(n):
+        out[i] = 0
+        length[i] = ix.meta[parts[i], _USED]
+    searching = True
+    while searching:
+        searching = False
+        for i in range(n):
+            m = length[i]
+            if m > 1:
+                half = m >> 1
+                out[i] += half * (ix.head[parts[i], out[i] + half] <= keys[i])
+                length[i] = m - half
+                searching = True
 
 
 @numba.njit(cache=True, inline="always")
@@ -362,31 +371,39 @@ def _locate_near(ix, p, key, k):
 
 
 @numba.njit(cache=True, **NUMBA_WITHOUT_REFCOUNTS)
-def reprioritise(ix, slots, new_bits, seen_generation, priority_bits, generation, capacity, positions) -> int:
+def reprioritise(ix, slots, new_bits, seen_generation, priority_bits, generation, capacity, work) -> int:
     """Move each slot to its new ``|delta|`` (float32 bits; the sign is dropped) unless it was
     rewritten since it was drawn (its generation moved on) or the value is not finite. Returns
-    the bits of the largest priority set (0 if none). ``positions``: room for ``2 x len(slots)``.
+    the bits of the largest priority set (0 if none). ``work``: int64 room of ``4 x 2 len(slots)``.
 
-    Two prefetch passes come first (each slot's priority and generation, then the blocks of
-    its old and new key, whose positions are kept), so the moves then find their blocks in
-    cache and their positions known."""
-    for i in range(len(slots)):
+    In passes, so that the memory reads of different moves overlap: each slot's priority and
+    generation are prefetched; the positions of its old and new keys are searched in lockstep
+    and their blocks prefetched; then the moves, each trying the positions found first (earlier
+    moves of the batch shift positions only when a block splits or empties)."""
+    n = len(slots)
+    parts, keys, found, length = work[0, : 2 * n], work[1, : 2 * n], work[2, : 2 * n], work[3, : 2 * n]
+    for i in range(n):
         prefetch(priority_bits, slots[i])
         prefetch(generation, slots[i])
-    for i in range(len(slots)):
+    for i in range(n):
         s = slots[i]
-        p = s // capacity
-        positions[0, i] = _prefetch_block(ix, p, _key(priority_bits[s], s))
-        positions[1, i] = _prefetch_block(ix, p, _key(new_bits[i] & 0x7FFFFFFF, s))
+        parts[2 * i] = parts[2 * i + 1] = s // capacity
+        keys[2 * i] = _key(priority_bits[s], s)
+        keys[2 * i + 1] = _key(new_bits[i] & 0x7FFFFFFF, s)
+    _positions_of(ix, parts, keys, found, length)
+    for j in range(2 * n):
+        block = ix.keys[parts[j], ix.order[parts[j], found[j]]]
+        for offset in range(0, len(block), 8):  # 8 keys a 64-byte line
+            prefetch(block, offset)
     largest = 0
-    for i in range(len(slots)):
+    for i in range(n):
         s, bits = slots[i], new_bits[i] & 0x7FFFFFFF
         if generation[s] != seen_generation[i] or bits >= _FINITE:
             continue
         p = s // capacity
-        _remove_at(ix, p, _key(priority_bits[s], s), positions[0, i])
+        _remove_at(ix, p, _key(priority_bits[s], s), found[2 * i])
         priority_bits[s] = bits
-        _insert_at(ix, p, _key(bits, s), positions[1, i])
+        _insert_at(ix, p, _key(bits, s), found[2 * i + 1])
         largest = max(largest, bits)
     return largest
 
