@@ -237,10 +237,14 @@ def _drop(ix, p, k) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _locate(ix, p, key):
+def _locate(ix, p, key, near):
     """Where ``key`` is or belongs in partition ``p``: its block's position ``k``, the block
-    ``b``, the keys ``n`` the block holds, and the offset ``i`` in it."""
-    k = _position_of(ix, p, key)
+    ``b``, the keys ``n`` the block holds, and the offset ``i`` in it. ``near``: a position to
+    try first (found before the batch's earlier moves, which shift positions only when a block
+    splits or empties), or -1."""
+    used, k = ix.meta[p, _USED], near
+    if not (0 <= k < used and (k == 0 or ix.head[p, k] <= key) and (k + 1 >= used or key < ix.head[p, k + 1])):
+        k = _position_of(ix, p, key)
     b = ix.order[p, k]
     n = ix.fill[p, b]
     return k, b, n, _offset_in(ix.keys[p, b], n, key)
@@ -254,7 +258,7 @@ def insert(ix, p, key) -> None:
 @numba.njit(cache=True, inline="always")
 def _insert_at(ix, p, key, near) -> None:
     """Insert ``key``; ``near``: its block's position if known (checked), else -1."""
-    k, b, n, i = _locate_near(ix, p, key, near) if near >= 0 else _locate(ix, p, key)
+    k, b, n, i = _locate(ix, p, key, near)
     block = ix.keys[p, b]
     for j in range(n, i, -1):
         block[j] = block[j - 1]
@@ -275,7 +279,7 @@ def remove(ix, p, key) -> None:
 
 @numba.njit(cache=True, inline="always")
 def _remove_at(ix, p, key, near) -> None:
-    k, b, n, i = _locate_near(ix, p, key, near) if near >= 0 else _locate(ix, p, key)
+    k, b, n, i = _locate(ix, p, key, near)
     block = ix.keys[p, b]
     for j in range(i, n - 1):
         block[j] = block[j + 1]
@@ -356,18 +360,6 @@ def _positions_of(ix, parts, keys, out, length) -> None:
                 out[i] += half * (ix.head[parts[i], out[i] + half] <= keys[i])
                 length[i] = m - half
                 searching = True
-
-
-@numba.njit(cache=True, inline="always")
-def _locate_near(ix, p, key, k):
-    """``_locate``, trying position ``k`` first (found before the batch's earlier moves, which
-    shift positions only when a block splits or empties)."""
-    used = ix.meta[p, _USED]
-    if not (k < used and (k == 0 or ix.head[p, k] <= key) and (k + 1 >= used or key < ix.head[p, k + 1])):
-        k = _position_of(ix, p, key)
-    b = ix.order[p, k]
-    n = ix.fill[p, b]
-    return k, b, n, _offset_in(ix.keys[p, b], n, key)
 
 
 @numba.njit(cache=True, **NUMBA_WITHOUT_REFCOUNTS)
