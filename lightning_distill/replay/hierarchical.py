@@ -79,9 +79,17 @@ def check_settings(
 
 
 def _as_array(values: Any, dtype: type) -> np.ndarray:
-    """A flat array of ``dtype`` from an array, a list or a CPU tensor (no copy where it is one)."""
+    """A flat array of ``dtype`` from an array, a list or a tensor (no copy where it is one
+    already: a minibatch's CPU ``index`` and ``index_generation`` come back as they went out,
+    and each step saved here is a few us of an update of ~50 us at batch 32)."""
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
+        values = (
+            values.numpy()
+            if values.device.type == "cpu" and not values.requires_grad
+            else values.detach().cpu().numpy()
+        )
+    if isinstance(values, np.ndarray) and values.dtype == dtype and values.ndim == 1 and values.flags.c_contiguous:
+        return values
     return np.ascontiguousarray(values, dtype=dtype).reshape(-1)
 
 

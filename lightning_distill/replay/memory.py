@@ -112,7 +112,7 @@ class TaskMemory:
     def update_priority(self, index: torch.Tensor, generation: torch.Tensor, priority: torch.Tensor) -> None:
         """The sampled experiences' new ``|delta|`` (a no-op for uniform sampling)."""
         if self.prioritized:
-            self.buffer.update_priority(index.cpu(), priority.detach().cpu(), generation.cpu())
+            self.buffer.update_priority(index, priority, generation)  # the memory takes tensors on any device
 
     def state_dict(self) -> dict:
         """What a resumed run needs to sample as this memory would have, in bytes proportional to
