@@ -6,7 +6,7 @@ Kept import-light: ``python -m lightning_distill --help`` must not pull in torch
 
 import os
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 # torchrl logs every storage it allocates at INFO, with colour codes even into log files
 os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
