@@ -91,6 +91,33 @@ def test_draws_follow_partition_share_times_rank_probability_and_skip_empty_part
     assert counts[80:].sum() == 0
 
 
+def test_random_partitions_spread_one_value_over_every_partition_and_sample_by_their_share():
+    buffer = make_buffer(partitions=3, capacity=400, window=900, partition_by="random")
+    slots = insert(buffer, [0.5] * 900)  # one value: by value, all would go to partition 0
+    memory = buffer.sampler.memory
+    counts = np.bincount(slots // 400, minlength=3)
+    assert counts.sum() == 900 and counts.min() > 240  # binomial(900, 1/3): 300 +- 14
+    shares = counts / 900
+    sampled = draw_counts(buffer, 30_000).reshape(3, 400).sum(axis=1) / 30_000
+    assert np.abs(sampled - shares).max() < 0.02  # P_j follows the window's insertions, as by value
+    assert memory.statistics()["window_0"] == pytest.approx(shares[0])
+
+
+def test_partitioning_at_random_is_saved_and_checked_on_load():
+    rng = np.random.default_rng(3)
+    original = make_buffer(partitions=3, capacity=30, partition_by="random")
+    insert(original, rng.uniform(0, 3, size=20))
+    restored = make_buffer(partitions=3, capacity=30, partition_by="random")
+    restored.load_state_dict(original.state_dict())
+    values = rng.uniform(0, 3, size=5)
+    assert np.array_equal(insert(original, values), insert(restored, values))  # the same random partitions
+    by_value = make_buffer(partitions=3, capacity=30)
+    with pytest.raises(ConfigError, match="partitions by 'random', this one by 'value'"):
+        by_value.load_state_dict(original.state_dict())
+    with pytest.raises(ConfigError, match="partition_by='values' is not valid; valid: value, random"):
+        HierarchicalMemory(3, 30, (0.0, 3.0), partition_by="values")
+
+
 def test_partition_share_counts_only_the_recent_window_of_insertions():
     buffer = make_buffer(alpha=0.0, window=10)
     insert(buffer, [0.5] * 30)  # partition 0: old insertions, out of the window

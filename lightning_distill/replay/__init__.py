@@ -17,7 +17,7 @@ order of PR and H-PR, an index compiled by numba (``ranks``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -102,13 +102,15 @@ class PrioritizedReplay(Replay):
             raise ConfigError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.partitions, self.partition_capacity, self.window = 1, capacity, 1
+        self.partition_by = "value"
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self.check()  # the settings now, not when training starts
 
     def check(self) -> None:
-        from lightning_distill.replay.hierarchical import check_settings
+        from lightning_distill.replay.hierarchical import check_partition_by, check_settings
 
         check_settings(self.partitions, self.partition_capacity, self.window, **self.sampling)
+        check_partition_by(self.partition_by)
 
     def memory(self, value_range: tuple[float, float] | None, seed: int):
         """One task's ``HierarchicalMemory`` with these settings."""
@@ -116,7 +118,13 @@ class PrioritizedReplay(Replay):
 
         value_range = value_range if self.partitions > 1 else None
         return HierarchicalMemory(
-            self.partitions, self.partition_capacity, value_range, window=self.window, seed=seed, **self.sampling
+            self.partitions,
+            self.partition_capacity,
+            value_range,
+            window=self.window,
+            seed=seed,
+            partition_by=self.partition_by,
+            **self.sampling,
         )
 
     def value_range(self, task: Task, teacher: FrozenTeacher, seed: int) -> tuple[float, float] | None:
@@ -143,6 +151,9 @@ class HierarchicalReplay(PrioritizedReplay):
             given in the paper).
         value_steps: agent steps of the teacher's own play (epsilon 0.05) that measure
             ``[V_min, V_max]`` before training.
+        partition_by: ``value`` (H-PR) or ``random``: each experience to a uniformly random
+            partition, the layout, capacities, window and weights the same (a control that
+            separates partitioning by value from partitioning at all).
     """
 
     def __init__(
@@ -155,6 +166,7 @@ class HierarchicalReplay(PrioritizedReplay):
         beta_updates: int = 1_000_000,
         window: int = WINDOW,
         value_steps: int = 10_000,
+        partition_by: Literal["value", "random"] = "value",
     ) -> None:
         if partitions < 1 or partition_capacity < 1 or value_steps < 1:
             raise ConfigError(
@@ -163,6 +175,7 @@ class HierarchicalReplay(PrioritizedReplay):
             )
         self.partitions, self.partition_capacity, self.window = partitions, partition_capacity, window
         self.value_steps = value_steps
+        self.partition_by = partition_by
         self.sampling: dict[str, Any] = dict(alpha=alpha, beta=beta, beta_final=beta_final, beta_updates=beta_updates)
         self.check()
 

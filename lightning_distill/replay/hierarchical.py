@@ -22,7 +22,9 @@ built from them *is* H-PR (``HierarchicalReplayBuffer``, and the example in docs
    sample carries the generations it saw.
 
 Modes of the same memory: ``partitions=1`` is rank-based PR; ``uniform=True`` draws uniformly
-over what is stored, with unit weights (the paper's baseline, and the DQN teachers' FIFO).
+over what is stored, with unit weights (the paper's baseline, and the DQN teachers' FIFO);
+``partition_by="random"`` sends each experience to a uniformly random partition instead of its
+value's (a control: partitioned at all, but not by value).
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ def check_settings(
             raise ConfigError(f"value range needs V_min <= V_max, got {value_range}")
 
 
+PARTITION_BY = ("value", "random")
+
+
+def check_partition_by(partition_by: str) -> None:
+    if partition_by not in PARTITION_BY:
+        raise ConfigError(f"partition_by={partition_by!r} is not valid; valid: {', '.join(PARTITION_BY)}")
+
+
 def _as_array(values: Any, dtype: type) -> np.ndarray:
     """A flat array of ``dtype`` from an array, a list or a tensor (no copy where it is one
     already: a minibatch's CPU ``index`` and ``index_generation`` come back as they went out,
@@ -119,6 +129,8 @@ class HierarchicalMemory:
         window: insertions over which ``N_j`` is counted (not given in the paper).
         uniform: ignore priorities and partitions: uniform over what is stored, unit weights.
         seed: of the memory's own random stream (saved with its state).
+        partition_by: ``"value"`` (H-PR) or ``"random"``: each experience to a uniformly random
+            partition, everything else the same (a control for partitioning by value).
     """
 
     def __init__(
@@ -133,8 +145,11 @@ class HierarchicalMemory:
         window: int = WINDOW,
         uniform: bool = False,
         seed: int = 0,
+        partition_by: str = "value",
     ) -> None:
         check_settings(partitions, capacity, window, alpha, beta, beta_final, beta_updates, value_range)
+        check_partition_by(partition_by)
+        self.partition_by = partition_by
         self.partitions, self.capacity, self.window, self.uniform = partitions, capacity, window, uniform
         self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self.alpha, self.beta, self.beta_final, self.beta_updates = alpha, beta, beta_final, beta_updates
@@ -184,10 +199,15 @@ class HierarchicalMemory:
 
     def insert(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """New experiences with state values ``values``, in order: each takes the next slot of
-        its partition's FIFO, enters the rank index at the largest priority seen, and slides the
-        visit window. Returns the slots and, when one call brings more experiences than a
-        partition holds (a slot given twice), the positions to keep (each slot's last write)."""
-        parts = self.partition_of(np.asarray(values).reshape(-1))
+        its partition's FIFO (by value, or at random with ``partition_by="random"``), enters the
+        rank index at the largest priority seen, and slides the visit window. Returns the slots
+        and, when one call brings more experiences than a partition holds (a slot given twice),
+        the positions to keep (each slot's last write)."""
+        values = np.asarray(values).reshape(-1)
+        if self.partition_by == "random":
+            parts = self.rng.integers(0, self.partitions, len(values))
+        else:
+            parts = self.partition_of(values)
         slots = self._take_slots(parts)
         keep = None
         if len(slots) > self.capacity:
@@ -329,6 +349,7 @@ class HierarchicalMemory:
         window = torch.from_numpy(self.recent).to(torch.int8 if self.partitions < 128 else torch.int64)
         return {
             "layout": [self.partitions, self.capacity, self.window],
+            "partition_by": self.partition_by,
             "value_range": self.value_range,
             "cursor": torch.from_numpy(self.cursor.copy()),
             "sizes": torch.from_numpy(self.sizes.copy()),
@@ -348,6 +369,11 @@ class HierarchicalMemory:
                 "or set data.init_args.checkpoint_replay false"
             )
         check_layout(state["layout"], (self.partitions, self.capacity, self.window))
+        if state.get("partition_by", "value") != self.partition_by:
+            raise ConfigError(
+                f"saved replay partitions by {state['partition_by']!r}, this one by {self.partition_by!r}: "
+                "resume with the same replay settings"
+            )
         self.clear()
         self.value_range = None if state["value_range"] is None else tuple(state["value_range"])
         self.cursor, self.sizes = state["cursor"].numpy().copy(), state["sizes"].numpy().copy()
