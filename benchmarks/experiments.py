@@ -92,6 +92,50 @@ REPLAYS = {
 }
 
 
+#: Issue 32: Figure 4 in the paper's memory regime. The paper keeps 200,000 experiences per
+#: partition against uniform's 500,000 (0.4 C each: H-PR at p = 5 holds 2 C), and keeps that per
+#: partition as p grows. Games: the two slow-to-distil ones whose visited states move most between
+#: value partitions in the premise screen (value_shift_screen.md: TV 0.33 and 0.40; Asterix, the
+#: slowest, moves 0.09 and is left out). 20k updates; each game's memory sees 81k experiences (1k
+#: before learning, 4 an update), so C = 16k turns over 5.1 times. The window (2,000 insertions,
+#: 500 updates) is a quarter of the shortest partition lifetime: a partition taking 76% of the
+#: insertions (Seaquest's largest share at epsilon 1) turns its 6,400 experiences over in 2,100
+#: updates, 8,400 insertions.
+REGIME_GAMES = ("seaquest", "space_invaders")
+REGIME_UPDATES = 20_000
+REGIME_C = 16_000
+REGIME_SAMPLING = {"alpha": 0.7, "beta": 0.5, "beta_final": 1.0, "beta_updates": REGIME_UPDATES}
+
+
+def regime_hpr(partitions: int, **extra: Any) -> dict[str, Any]:
+    init = {"partitions": partitions, "partition_capacity": REGIME_C * 2 // 5, **REGIME_SAMPLING}
+    init |= {"window": 2000, "value_steps": 4000, **extra}
+    return {"data.init_args.replay": {"class_path": "lightning_distill.replay.HierarchicalReplay", "init_args": init}}
+
+
+def regime_flat(kind: str, capacity: int, **sampling: Any) -> dict[str, Any]:
+    return {
+        "data.init_args.replay": {
+            "class_path": f"lightning_distill.replay.{kind}",
+            "init_args": {"capacity": capacity, **sampling},
+        }
+    }
+
+
+REGIME = {
+    "uniform": regime_flat("UniformReplay", REGIME_C),
+    "uniform_2c": regime_flat("UniformReplay", 2 * REGIME_C),  # memory size alone
+    "pr": regime_flat("PrioritizedReplay", REGIME_C, **REGIME_SAMPLING),
+    "hpr_p5": regime_hpr(5),
+    "hpr_p5_random": regime_hpr(5, partition_by="random"),  # partitioned, not by value
+    "hpr_p10": regime_hpr(10),  # Figure 5: 0.4 C a partition, 4 C in all
+    "hpr_p15": regime_hpr(15),  # 6 C in all
+    "hpr_p5_beta05": regime_hpr(5, beta_final=0.5),  # beta held at its start
+}
+#: Issue 32's instrument: an evaluation every 500 updates of 64 episodes a game
+REGIME_SHARED = {"data.init_args.evaluation": {"episodes": 64, "epsilon": 0.05, "num_envs": 16}}
+
+
 def game_name(task_id: str) -> str:
     return task_id.split("/")[1]
 
@@ -120,6 +164,7 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     baseline: str = ""  # the group others are compared with (probability of improvement)
     updates: int = UPDATES
+    evaluations: int = 8
     title: str = ""
     subsets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra reports on some tasks
 
@@ -147,6 +192,16 @@ EXPERIMENTS = {
         baseline="uniform",
         title="Figure 4 at MinAtar: uniform vs PR vs H-PR (p = 5, 10, 15), memories turning over 6.6 times",
         subsets={"slow": ("MinAtar/Asterix", "MinAtar/SpaceInvaders"), "easy": ("MinAtar/Freeway",)},
+    ),
+    "figure4_regime": Experiment(
+        "configs/distill/minatar5_ppo.yaml",
+        REGIME,
+        games_overrides("ppo", REGIME_GAMES) | REGIME_SHARED,
+        seeds=tuple(range(10)),
+        baseline="uniform",
+        updates=REGIME_UPDATES,
+        evaluations=REGIME_UPDATES // 500,
+        title="Figure 4 and 5 in the paper's memory regime (H-PR 0.4 C a partition), with controls",
     ),
 }
 
@@ -181,7 +236,11 @@ def run_config(experiment: Experiment, group: str, seed: int, out: Path) -> dict
             "init_args": {"save_dir": str(out), "name": f"{group}_s{seed}", "version": 0},
         }
     ]
-    for dotted, value in {**budget(experiment.updates), **experiment.shared, **experiment.groups[group]}.items():
+    for dotted, value in {
+        **budget(experiment.updates, experiment.evaluations),
+        **experiment.shared,
+        **experiment.groups[group],
+    }.items():
         set_key(config, dotted, copy.deepcopy(value))
     config["seed_everything"] = seed
     config["data"]["init_args"]["seed"] = seed
@@ -202,8 +261,8 @@ def run(name: str, groups: list[str], seeds: list[int], jobs: int, out_root: Pat
     experiment, out = EXPERIMENTS[name], out_root / name
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     todo = []
-    for group in groups:
-        for seed in seeds:
+    for seed in seeds:  # seed by seed: a run stopped early leaves every group with as many seeds
+        for group in groups:
             run_name = f"{group}_s{seed}"
             if last_update(RESULTS / "runs" / name / run_name / "metrics.csv") >= experiment.updates:
                 print(f"{run_name}: done already", flush=True)
