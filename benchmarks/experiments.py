@@ -165,6 +165,8 @@ class Experiment:
     baseline: str = ""  # the group others are compared with (probability of improvement)
     updates: int = UPDATES
     evaluations: int = 8
+    thresholds: tuple[float, ...] = (90.0, 100.0)  # % of teacher: updates to first reach each
+    also_against: tuple[str, ...] = ()  # more baselines, a report against each
     title: str = ""
     subsets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra reports on some tasks
 
@@ -201,6 +203,8 @@ EXPERIMENTS = {
         baseline="uniform",
         updates=REGIME_UPDATES,
         evaluations=REGIME_UPDATES // 500,
+        thresholds=(90.0, 95.0),
+        also_against=("uniform_2c",),
         title="Figure 4 and 5 in the paper's memory regime (H-PR 0.4 C a partition), with controls",
     ),
 }
@@ -309,12 +313,18 @@ def report(name: str) -> None:
     """The experiment's report over its kept runs, and one more for each subset of its tasks."""
     experiment = EXPERIMENTS[name]
     base = [sys.executable, "-m", "lightning_distill", "report", str(RESULTS / "runs" / name)]
-    base += ["--baseline", experiment.baseline]
-    reports = {name: ([], experiment.title or name)}
+    base += ["--thresholds", *map(str, experiment.thresholds)]
+    title = experiment.title or name
+    reports = {name: (["--baseline", experiment.baseline], title)}
     for subset, tasks in experiment.subsets.items():
-        reports[f"{name}_{subset}"] = (["--tasks", *tasks], f"{experiment.title or name}: {subset} games only")
-    for out, (tasks, title) in reports.items():
-        code = subprocess.call([*base, *tasks, "--out", str(RESULTS / out), "--title", title], cwd=ROOT)
+        reports[f"{name}_{subset}"] = (
+            ["--baseline", experiment.baseline, "--tasks", *tasks],
+            f"{title}: {subset} games only",
+        )
+    for other in experiment.also_against:
+        reports[f"{name}_vs_{other}"] = (["--baseline", other], f"{title}: against {other}")
+    for out, (extra, title) in reports.items():
+        code = subprocess.call([*base, *extra, "--out", str(RESULTS / out), "--title", title], cwd=ROOT)
         if code:
             raise SystemExit(code)
     raise SystemExit(0)
