@@ -5,10 +5,13 @@ normalised importance weight, per group of runs and task.
 
 From the shares it derives how long an experience of each partition lives once its partition is
 full: ``C_j / (E * window_j)`` updates, ``C_j`` the partition's capacity, ``E`` the experiences a
-task adds per update (its envs) and ``window_j`` the partition's share of the insertions. A
-uniform memory of capacity ``C`` keeps every experience ``C / E`` updates, whatever its value.
+task adds per update (its envs) and ``window_j`` the partition's share of the insertions. With
+equal capacities a partition is full when its stored share is the largest one; one that is not
+full evicts nothing, so its experiences stay to the end of the run. A uniform memory of capacity
+``C`` keeps every experience ``C / E`` updates, whatever its value.
 
-    python benchmarks/replay_mechanism.py figure4_regime   # -> benchmarks/results/figure4_regime_mechanism.{md,png}
+    python benchmarks/replay_mechanism.py figure4_regime
+    # -> benchmarks/results/figure4_regime_mechanism.{md,png} and _mechanism_time.png (over updates)
 
 Ends with one ``result:`` line.
 """
@@ -57,6 +60,22 @@ def series(columns: dict[str, list[tuple[int, float]]], name: str) -> np.ndarray
     return np.array([v for _, v in sorted(columns.get(name, []))])
 
 
+def is_full(stored: np.ndarray) -> np.ndarray:
+    """With equal partition capacities, the full partitions are those holding the most (a stored
+    share within 2% of the largest); the others have never evicted."""
+    return stored >= 0.98 * stored.max()
+
+
+def uniform_lifetimes(runs: list[Path]) -> dict[str, float]:
+    """``C / E`` updates for each group whose replay has one partition (uniform and PR)."""
+    out: dict[str, float] = {}
+    for run in runs:
+        partitions, capacity, per_update = replay_settings(run / "config.yaml")
+        if partitions == 1:
+            out[re.sub(r"_s\d+$", "", run.name)] = capacity / per_update
+    return out
+
+
 def summarise(runs: list[Path]) -> dict[str, dict[str, dict[str, float | list[float]]]]:
     """Per group and task, over seeds and the run's second half (memories full): the shares of
     each partition, the lifetimes, the effective batch and the mean weight."""
@@ -74,7 +93,8 @@ def summarise(runs: list[Path]) -> dict[str, dict[str, dict[str, float | list[fl
                 for kind in ("stored", "window", "sampled"):
                     shares = np.stack([series(columns, f"{kind}_{j}") for j in range(partitions)])
                     entry[kind] = shares[:, shares.shape[1] // 2 :].mean(axis=1)
-                entry["lifetime"] = capacity / (per_update * np.maximum(entry["window"], 1e-9))
+                life = capacity / (per_update * np.maximum(entry["window"], 1e-9))
+                entry["lifetime"] = np.where(is_full(entry["stored"]), life, np.inf)
             per[(group, task)].append(entry)
     out: dict = defaultdict(dict)
     for (group, task), entries in per.items():
@@ -82,19 +102,28 @@ def summarise(runs: list[Path]) -> dict[str, dict[str, dict[str, float | list[fl
         for key in ("effective_batch", "mean_weight", "stored", "window", "sampled", "lifetime"):
             values = [e[key] for e in entries if key in e]
             if values:
-                mean = np.mean(values, axis=0)
+                # a median over seeds, so one seed whose partition never filled does not make it inf
+                mean = np.median(values, axis=0) if key == "lifetime" else np.mean(values, axis=0)
                 merged[key] = mean.tolist() if np.ndim(mean) else float(mean)
         out[group][task] = merged
     return out
 
 
-def markdown(name: str, summary: dict) -> str:
+def markdown(name: str, summary: dict, fifo: dict[str, float]) -> str:
     lines = [
         f"# What the replay did: {name}",
         "",
         "Read from each run's `replay/<task>/...` columns, averaged over the second half of each run "
         "(memories full) and over seeds. Lifetime: updates an experience of that partition stays, "
-        "`C_j / (E window_j)`, for a partition that is full.",
+        "`C_j / (E window_j)`, for a partition that is full (its stored share the largest); a partition "
+        "that is not full has evicted nothing, so its experiences stay to the end of the run "
+        '("never evicted"). One-partition memories keep every experience `C / E` updates: '
+        + ", ".join(f"{g} {v:,.0f}" for g, v in sorted(fifo.items()))
+        + ".",
+        "",
+        f"![partition shares over updates, next to the learning curves]({name}_mechanism_time.png)",
+        "",
+        f"![partition shares, second half]({name}_mechanism.png)",
         "",
         "## Effective batch size and mean normalised importance weight (batch 32)",
         "",
@@ -119,7 +148,7 @@ def markdown(name: str, summary: dict) -> str:
                 "|---|---|---|---|---|",
             ]
             for j, (a, b, c, d) in enumerate(zip(s["stored"], s["window"], s["sampled"], s["lifetime"], strict=True)):
-                life = f"{d:,.0f}" if d < 1e6 else "> 1M"
+                life = "never evicted" if not np.isfinite(d) else f"{d:,.0f}"
                 lines.append(f"| {j} | {a:.3f} | {b:.3f} | {c:.3f} | {life} |")
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -153,6 +182,66 @@ def plot(summary: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def mean_curve(runs: list[Path], column: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(updates, mean over runs)`` of one metrics column, on the updates every run logged."""
+    per_run: list[dict[int, float]] = []
+    for run in runs:
+        with open(run / "metrics.csv") as f:
+            values = {int(float(r["step"])) + 1: float(r[column]) for r in csv.DictReader(f) if r.get(column)}
+        per_run.append(values)
+    steps = sorted(set.intersection(*(set(v) for v in per_run))) if per_run else []
+    return np.array(steps), np.array([np.mean([v[t] for v in per_run]) for t in steps])
+
+
+def plot_over_time(runs: list[Path], summary: dict, path: Path) -> None:
+    """Per task (rows): every group's learning curve and effective batch, then, for each H-PR
+    group, its partitions' stored shares over updates (stacked, low V at the bottom) with the
+    window shares (the recent insertions: where the visited states' values are) as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_group: dict[str, list[Path]] = defaultdict(list)
+    for run in runs:
+        by_group[re.sub(r"_s\d+$", "", run.name)].append(run)
+    partitioned = [g for g, tasks in summary.items() if any("stored" in s for s in tasks.values())]
+    tasks = sorted({t for g in summary for t in summary[g]})
+    if not tasks:
+        return
+    cols = 2 + len(partitioned)
+    fig, axes = plt.subplots(len(tasks), cols, figsize=(3.3 * cols, 2.8 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        curve_ax, ess_ax = axes[row][0], axes[row][1]
+        for group, members in sorted(by_group.items()):
+            x, y = mean_curve(members, f"eval/{task}/pct_teacher")
+            curve_ax.plot(x, y, label=group, lw=1)
+            x, y = mean_curve(members, f"replay/{task}/effective_batch")
+            if len(x):
+                ess_ax.plot(x, y, label=group, lw=1)
+        curve_ax.set_title(f"{task}: % of teacher", fontsize=8)
+        ess_ax.set_title(f"{task}: effective batch (of 32)", fontsize=8)
+        for col, group in enumerate(partitioned, start=2):
+            ax, members = axes[row][col], by_group[group]
+            parts = len(summary[group][task]["stored"])
+            stored = [mean_curve(members, f"replay/{task}/stored_{j}") for j in range(parts)]
+            window = [mean_curve(members, f"replay/{task}/window_{j}") for j in range(parts)]
+            x = stored[0][0]
+            ax.stackplot(x, *[y for _, y in stored], colors=plt.cm.viridis(np.linspace(0, 1, parts)), alpha=0.6)
+            bottom = np.zeros(len(window[0][0]))
+            for _, y in window:
+                bottom = bottom + y
+                ax.plot(window[0][0], bottom, color="k", lw=0.5)
+            ax.set_title(f"{group}, {task}\nstored (fill) and window (lines) shares", fontsize=8)
+            ax.set_ylim(0, 1)
+        for ax in axes[row]:
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("updates", fontsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", help="a folder name under benchmarks/results/runs")
@@ -165,8 +254,9 @@ def main() -> None:
         raise SystemExit(f"no runs under {folder}: a run is a folder with metrics.csv and config.yaml")
     summary = summarise(runs)
     out = args.out or RESULTS / f"{args.experiment}_mechanism"
-    out.with_suffix(".md").write_text(markdown(args.experiment, summary))
+    out.with_suffix(".md").write_text(markdown(args.experiment, summary, uniform_lifetimes(runs)))
     plot(summary, out.with_suffix(".png"))
+    plot_over_time(runs, summary, out.with_name(out.name + "_time.png"))
     ess = {g: np.mean([s["effective_batch"] for s in t.values() if "effective_batch" in s]) for g, t in summary.items()}
     shown = " ".join(f"ess_{g}={v:.1f}" for g, v in ess.items() if np.isfinite(v))
     print(f"wrote {out.with_suffix('.md')}")
