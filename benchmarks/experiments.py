@@ -204,7 +204,7 @@ EXPERIMENTS = {
         updates=REGIME_UPDATES,
         evaluations=REGIME_UPDATES // 500,
         thresholds=(90.0, 95.0),
-        also_against=("uniform_2c",),
+        also_against=("uniform_2c", "hpr_p5_random"),  # memory size alone; value vs random partitions
         title="Figure 4 and 5 in the paper's memory regime (H-PR 0.4 C a partition), with controls",
     ),
 }
