@@ -7,7 +7,7 @@ From the shares it derives how long an experience of each partition lives once i
 full: ``C_j / (E * window_j)`` updates, ``C_j`` the partition's capacity, ``E`` the experiences a
 task adds per update (its envs) and ``window_j`` the partition's share of the insertions. With
 equal capacities a partition is full when its stored share is the largest one; one that is not
-full evicts nothing, so its experiences stay to the end of the run. A uniform memory of capacity
+full at the run's end has evicted nothing, so its experiences stay to the end of the run. A uniform memory of capacity
 ``C`` keeps every experience ``C / E`` updates, whatever its value.
 
     python benchmarks/replay_mechanism.py figure4_regime
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -33,17 +34,32 @@ COLUMN = re.compile(r"replay/(?P<task>.+)/(?P<name>stored|window|sampled)_(?P<j>
 SCALAR = re.compile(r"replay/(?P<task>.+)/(?P<name>effective_batch|mean_weight)$")
 
 
-def read_replay_columns(metrics: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """``{task: {"stored_3": [(update, share), ...], "effective_batch": [...], ...}}``."""
-    out: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+def group_of(run: Path) -> str:
+    """``hpr_p5_s3`` -> ``hpr_p5``: a run folder's group, its seed suffix dropped."""
+    return re.sub(r"_s\d+$", "", run.name)
+
+
+@functools.cache
+def read_metrics(metrics: Path) -> dict[str, dict[int, float]]:
+    """``{column: {update: value}}`` of a run's metrics.csv, read once however many columns are plotted."""
+    out: dict[str, dict[int, float]] = defaultdict(dict)
     with open(metrics) as f:
         for row in csv.DictReader(f):
             step = int(float(row["step"])) + 1
             for key, value in row.items():
-                match = COLUMN.match(key) or SCALAR.match(key)
-                if match and value:
-                    j = match.groupdict().get("j")
-                    out[match["task"]][match["name"] + (f"_{j}" if j is not None else "")].append((step, float(value)))
+                if value:
+                    out[key][step] = float(value)
+    return out
+
+
+def read_replay_columns(metrics: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{task: {"stored_3": [(update, share), ...], "effective_batch": [...], ...}}``."""
+    out: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(dict)
+    for key, values in read_metrics(metrics).items():
+        match = COLUMN.match(key) or SCALAR.match(key)
+        if match:
+            j = match.groupdict().get("j")
+            out[match["task"]][match["name"] + (f"_{j}" if j is not None else "")] = sorted(values.items())
     return out
 
 
@@ -72,7 +88,7 @@ def uniform_lifetimes(runs: list[Path]) -> dict[str, float]:
     for run in runs:
         partitions, capacity, per_update = replay_settings(run / "config.yaml")
         if partitions == 1:
-            out[re.sub(r"_s\d+$", "", run.name)] = capacity / per_update
+            out[group_of(run)] = capacity / per_update
     return out
 
 
@@ -81,7 +97,7 @@ def summarise(runs: list[Path]) -> dict[str, dict[str, dict[str, float | list[fl
     each partition, the lifetimes, the effective batch and the mean weight."""
     per: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
-        group = re.sub(r"_s\d+$", "", run.name)
+        group = group_of(run)
         partitions, capacity, per_update = replay_settings(run / "config.yaml")
         for task, columns in read_replay_columns(run / "metrics.csv").items():
             entry: dict = {"partitions": partitions}
@@ -90,11 +106,15 @@ def summarise(runs: list[Path]) -> dict[str, dict[str, dict[str, float | list[fl
                 if len(values):
                     entry[name] = float(values[len(values) // 2 :].mean())
             if partitions > 1:
-                for kind in ("stored", "window", "sampled"):
-                    shares = np.stack([series(columns, f"{kind}_{j}") for j in range(partitions)])
-                    entry[kind] = shares[:, shares.shape[1] // 2 :].mean(axis=1)
+                shares = {
+                    kind: np.stack([series(columns, f"{kind}_{j}") for j in range(partitions)])
+                    for kind in ("stored", "window", "sampled")
+                }
+                for kind, over_time in shares.items():
+                    entry[kind] = over_time[:, over_time.shape[1] // 2 :].mean(axis=1)
                 life = capacity / (per_update * np.maximum(entry["window"], 1e-9))
-                entry["lifetime"] = np.where(is_full(entry["stored"]), life, np.inf)
+                # full at the run's end: one that fills during the second half has begun to evict
+                entry["lifetime"] = np.where(is_full(shares["stored"][:, -1]), life, np.inf)
             per[(group, task)].append(entry)
     out: dict = defaultdict(dict)
     for (group, task), entries in per.items():
@@ -115,8 +135,8 @@ def markdown(name: str, summary: dict, fifo: dict[str, float]) -> str:
         "",
         "Read from each run's `replay/<task>/...` columns, averaged over the second half of each run "
         "(memories full) and over seeds. Lifetime: updates an experience of that partition stays, "
-        "`C_j / (E window_j)`, for a partition that is full (its stored share the largest); a partition "
-        "that is not full has evicted nothing, so its experiences stay to the end of the run "
+        "`C_j / (E window_j)`, for a partition full at the run's end (its stored share the largest); a "
+        "partition that is not has evicted nothing, so its experiences stay to the end of the run "
         '("never evicted"). One-partition memories keep every experience `C / E` updates: '
         + ", ".join(f"{g} {v:,.0f}" for g, v in sorted(fifo.items()))
         + ".",
@@ -184,11 +204,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def mean_curve(runs: list[Path], column: str) -> tuple[np.ndarray, np.ndarray]:
     """``(updates, mean over runs)`` of one metrics column, on the updates every run logged."""
-    per_run: list[dict[int, float]] = []
-    for run in runs:
-        with open(run / "metrics.csv") as f:
-            values = {int(float(r["step"])) + 1: float(r[column]) for r in csv.DictReader(f) if r.get(column)}
-        per_run.append(values)
+    per_run = [read_metrics(run / "metrics.csv").get(column, {}) for run in runs]
     steps = sorted(set.intersection(*(set(v) for v in per_run))) if per_run else []
     return np.array(steps), np.array([np.mean([v[t] for v in per_run]) for t in steps])
 
@@ -204,7 +220,7 @@ def plot_over_time(runs: list[Path], summary: dict, path: Path) -> None:
 
     by_group: dict[str, list[Path]] = defaultdict(list)
     for run in runs:
-        by_group[re.sub(r"_s\d+$", "", run.name)].append(run)
+        by_group[group_of(run)].append(run)
     partitioned = [g for g, tasks in summary.items() if any("stored" in s for s in tasks.values())]
     tasks = sorted({t for g in summary for t in summary[g]})
     if not tasks:
